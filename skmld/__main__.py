@@ -1,0 +1,3 @@
+from skmld.cli import main
+
+raise SystemExit(main())
