@@ -1,0 +1,441 @@
+"""Field data model: coupled physical fields as xarray objects.
+
+A *field dataset* is an :class:`xarray.Dataset` with one data variable per field
+on dims ``("sample", "time", "y", "x")``; its canonical *DataArray* form stacks
+the fields along a named ``field`` dimension, dims :data:`FIELD_DIMS`. Per-field
+units travel as a ``units`` coordinate on ``field`` (an empty string means "no
+units"), so they survive selection and concatenation; :func:`to_dataset` turns
+them back into each variable's ``units`` attribute.
+
+Nothing here imports TensorFlow, and nothing loads dask-backed data except the
+small per-(sample, time, field) reductions of :func:`validate_fields`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "FIELD_DIMS",
+    "SPATIAL_DIMS",
+    "as_fields",
+    "open_fields",
+    "to_dataset",
+    "validate_fields",
+    "write_fields",
+]
+
+#: Dimensions of the canonical field DataArray, in order.
+FIELD_DIMS: tuple[str, ...] = ("sample", "time", "field", "y", "x")
+#: Dimensions of one field variable of a field Dataset.
+VARIABLE_DIMS: tuple[str, ...] = ("sample", "time", "y", "x")
+#: The spatial dimensions, (rows, columns).
+SPATIAL_DIMS: tuple[str, ...] = ("y", "x")
+
+# Relative tolerance on the time step: the dynamics models assume a fixed step.
+_TIME_RTOL = 1e-6
+_SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr"}
+
+
+class _FieldView(NamedTuple):
+    """Fields of a Dataset or DataArray, one DataArray each, without stacking.
+
+    Lets the tokenizer read numpy-backed Datasets without the copy that
+    stacking the variables into one array would make.
+    """
+
+    names: list[Hashable]
+    arrays: list[xr.DataArray]  # each with dims VARIABLE_DIMS
+    units: dict[Hashable, str]  # only fields that have units
+    attrs: dict[str, Any]
+    kind: type  # xr.Dataset or xr.DataArray
+
+
+def _dims_error(name: str, what: str, dims, expected) -> ValueError | None:
+    missing = [d for d in expected if d not in dims]
+    extra = [d for d in dims if d not in expected]
+    if not missing and not extra:
+        return None
+    parts = []
+    if missing:
+        parts.append(f"is missing dims {missing}")
+    if extra:
+        parts.append(f"has unexpected dims {extra}")
+    hint = (
+        " Rename dims with .rename(...), or add a length-1 dim with .expand_dims(...)."
+        if missing
+        else " Select or reduce the extra dims first, e.g. .isel(...)."
+    )
+    return ValueError(
+        f"{name}{what} {' and '.join(parts)}; expected dims {tuple(expected)}, "
+        f"got {tuple(dims)}.{hint}"
+    )
+
+
+def _field_view(obj: Any, name: str = "X") -> _FieldView:
+    """Split ``obj`` into per-field DataArrays with dims VARIABLE_DIMS (no copy)."""
+    if isinstance(obj, xr.Dataset):
+        if not obj.data_vars:
+            raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
+        arrays, units = [], {}
+        for var, arr in obj.data_vars.items():
+            err = _dims_error(name, f" variable {var!r}", arr.dims, VARIABLE_DIMS)
+            if err is not None:
+                raise err
+            arrays.append(arr.transpose(*VARIABLE_DIMS))
+            if "units" in arr.attrs:
+                units[var] = str(arr.attrs["units"])
+        return _FieldView(list(obj.data_vars), arrays, units, dict(obj.attrs), xr.Dataset)
+    if isinstance(obj, xr.DataArray):
+        err = _dims_error(name, "", obj.dims, FIELD_DIMS)
+        if err is not None:
+            raise err
+        if "field" not in obj.coords:
+            raise ValueError(
+                f"{name} has no 'field' coordinate; name the fields with "
+                f"{name}.assign_coords(field=[...])."
+            )
+        names = list(obj["field"].values.tolist())
+        if len(set(names)) != len(names):
+            dup = sorted({str(n) for n in names if names.count(n) > 1})
+            raise ValueError(f"{name} has duplicate field names {dup}.")
+        units = {}
+        if "units" in obj.coords and obj["units"].dims == ("field",):
+            units = {f: str(u) for f, u in zip(names, obj["units"].values.tolist()) if u != ""}
+        elif isinstance(obj.attrs.get("units"), Mapping):
+            units = {f: str(obj.attrs["units"][f]) for f in names if f in obj.attrs["units"]}
+        da = obj.transpose(*FIELD_DIMS)
+        arrays = [da.isel(field=i, drop=True) for i in range(len(names))]
+        attrs = {k: v for k, v in obj.attrs.items() if not (k == "units" and isinstance(v, Mapping))}
+        return _FieldView(names, arrays, units, attrs, xr.DataArray)
+    raise TypeError(
+        f"{name} must be an xarray.Dataset (one variable per field) or an "
+        f"xarray.DataArray with dims {FIELD_DIMS}, got {type(obj).__name__}."
+    )
+
+
+def as_fields(obj: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """Return the canonical field DataArray, dims ``("sample", "time", "field", "y", "x")``.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        A field Dataset (one data variable per field, dims ``sample``, ``time``,
+        ``y``, ``x`` in any order) or a DataArray with dims ``sample``, ``time``,
+        ``field``, ``y``, ``x`` in any order and a ``field`` coordinate.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims :data:`FIELD_DIMS`; ``field`` coordinate = field names; a ``units``
+        coordinate on ``field`` holds each field's units (``""`` if none); other
+        coordinates and the attrs are kept. Dask-backed data stay lazy.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is neither a Dataset nor a DataArray.
+    ValueError
+        If dims are missing or unexpected (they are listed by name).
+
+    See Also
+    --------
+    to_dataset : The inverse conversion.
+    validate_fields : Also checks values and the time axis.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"temperature": (("sample", "time", "y", "x"), np.zeros((2, 3, 4, 5)),
+    ...                                  {"units": "K"})})
+    >>> da = as_fields(ds)
+    >>> da.dims
+    ('sample', 'time', 'field', 'y', 'x')
+    >>> da["units"].values.tolist()
+    ['K']
+    """
+    view = _field_view(obj, name="obj")
+    if view.kind is xr.Dataset:
+        # to_dataarray stays lazy on dask-backed variables.
+        da = obj.to_dataarray(dim="field").transpose(*FIELD_DIMS)
+        da.attrs = dict(view.attrs)
+        da.name = None
+    else:
+        da = obj.transpose(*FIELD_DIMS)
+        da = da.copy(deep=False)
+        da.attrs = dict(view.attrs)
+    units = [view.units.get(f, "") for f in view.names]
+    return da.assign_coords(units=("field", np.array(units, dtype=object)))
+
+
+def to_dataset(da: xr.DataArray | xr.Dataset) -> xr.Dataset:
+    """Turn a canonical field DataArray back into a field Dataset.
+
+    Parameters
+    ----------
+    da : xarray.DataArray or xarray.Dataset
+        Field data (anything :func:`as_fields` accepts; a Dataset is returned
+        as a Dataset with variables transposed to ``("sample", "time", "y", "x")``).
+
+    Returns
+    -------
+    xarray.Dataset
+        One data variable per field, dims ``("sample", "time", "y", "x")``, each
+        with its ``units`` attribute restored; attrs of ``da`` become the
+        Dataset's attrs.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((1, 2, 1, 3, 3)), dims=FIELD_DIMS,
+    ...                   coords={"field": ["pressure"], "units": ("field", ["GPa"])})
+    >>> ds = to_dataset(da)
+    >>> list(ds.data_vars), ds["pressure"].attrs["units"]
+    (['pressure'], 'GPa')
+    """
+    view = _field_view(da, name="da")
+    data_vars = {}
+    for name, arr in zip(view.names, view.arrays):
+        arr = arr.copy(deep=False)
+        arr.attrs = dict(arr.attrs)
+        if name in view.units:
+            arr.attrs["units"] = view.units[name]
+        arr.name = name
+        data_vars[name] = arr
+    return xr.Dataset(data_vars, attrs=dict(view.attrs))
+
+
+def _time_error(time: xr.DataArray, name: str) -> str | None:
+    """Why the ``time`` coordinate is unusable as a fixed-step axis, or None."""
+    t = np.asarray(time.values)
+    if np.issubdtype(t.dtype, np.datetime64) or np.issubdtype(t.dtype, np.timedelta64):
+        t = (t - t[0]) / np.timedelta64(1, "ns")
+    elif not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
+        return f"{name} time coordinate must be numeric or datetime, got dtype {t.dtype}."
+    t = t.astype(np.float64)
+    if not np.all(np.isfinite(t)):
+        return f"{name} time coordinate contains NaN or inf."
+    steps = np.diff(t)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        return (
+            f"{name} time coordinate must be strictly increasing; time[{i}]={t[i]!r} "
+            f"is followed by time[{i + 1}]={t[i + 1]!r}. Sort with .sortby('time')."
+        )
+    dt = float(np.median(steps))
+    # Relative tolerance on the step, plus the rounding of the stored time values.
+    eps = np.finfo(time.dtype if time.dtype.kind == "f" else np.float64).eps
+    tol = _TIME_RTOL * dt + 4 * eps * float(np.max(np.abs(t)))
+    bad = np.abs(steps - dt) > tol
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        return (
+            f"{name} time coordinate must be uniformly spaced (the models assume a fixed "
+            f"step): step {i} (time[{i}]={t[i]!r} -> time[{i + 1}]={t[i + 1]!r}) is "
+            f"{steps[i]!r}, the typical step is {dt!r}."
+        )
+    return None
+
+
+def _coord_label(arr: xr.DataArray, dim: str, i: int) -> str:
+    if dim in arr.coords:
+        return f"{dim} index {i} ({dim}={arr[dim].values[i]!r})"
+    return f"{dim} index {i}"
+
+
+def _validate_view(obj: Any, name: str, check_values: bool = True) -> _FieldView:
+    """Run the checks of :func:`validate_fields` on the unstacked fields."""
+    view = _field_view(obj, name=name)
+    first = view.arrays[0]
+    for field, arr in zip(view.names, view.arrays):
+        if arr.sizes != first.sizes:
+            raise ValueError(
+                f"{name} fields differ in shape: {view.names[0]!r} has "
+                f"{dict(first.sizes)}, {field!r} has {dict(arr.sizes)}."
+            )
+    sizes = dict(first.sizes, field=len(view.names))
+    empty = [d for d in FIELD_DIMS if sizes[d] == 0]
+    if empty:
+        raise ValueError(f"{name} has empty dims {empty}; sizes are {sizes}.")
+    for field, arr in zip(view.names, view.arrays):
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} field {field!r} has non-numeric dtype {arr.dtype}; expected "
+                f"real numbers (bool, int or float)."
+            )
+    if sizes["time"] < 2:
+        raise ValueError(
+            f"{name} has {sizes['time']} time step; at least 2 are needed to learn dynamics."
+        )
+    if "time" in first.coords:
+        msg = _time_error(first["time"], name)
+        if msg is not None:
+            raise ValueError(msg)
+    if check_values:
+        _check_finite(view, name)
+    return view
+
+
+def _check_finite(view: _FieldView, name: str) -> None:
+    floats = [i for i, a in enumerate(view.arrays) if a.dtype.kind == "f"]
+    if not floats:
+        return
+    # One small boolean per (sample, time, field): only that much is computed.
+    ok = xr.Dataset(
+        {f"f{i}": np.isfinite(view.arrays[i]).all(SPATIAL_DIMS) for i in floats}
+    ).compute()
+    ok = np.stack([np.asarray(ok[f"f{i}"].transpose("sample", "time").values) for i in floats],
+                  axis=-1)
+    if ok.all():
+        return
+    bad = np.argwhere(~ok)  # C order over (sample, time, field): the first bad value
+    s, t, k = (int(v) for v in bad[0])
+    field = view.names[floats[k]]
+    arr = view.arrays[floats[k]]
+    image = np.asarray(arr.isel(sample=s, time=t).values)
+    kind = "NaN" if np.isnan(image).any() else "inf"
+    more = f" ({len(bad) - 1} more (sample, time, field) slices are not finite)" if len(bad) > 1 else ""
+    raise ValueError(
+        f"{name} contains {kind} in field {field!r} at {_coord_label(arr, 'sample', s)}, "
+        f"{_coord_label(arr, 'time', t)}{more}. Fill or drop non-finite values first."
+    )
+
+
+def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.DataArray:
+    """Check field data and return it as the canonical DataArray.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Field data, see :func:`as_fields`.
+    name : str, default="X"
+        Name used in error messages.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``as_fields(obj)``.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is not an xarray Dataset or DataArray.
+    ValueError
+        If dims are missing or unexpected, a dim is empty, a field is not
+        numeric, there are fewer than 2 time steps, the ``time`` coordinate (when
+        present) is not strictly increasing with a uniform step (relative
+        tolerance 1e-6), or a value is NaN or infinite (the message names the
+        field, sample and time of the first one, in ``(sample, time, field)``
+        order). Only per-(sample, time, field) booleans are computed for dask
+        input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"temperature": (("sample", "time", "y", "x"), np.zeros((1, 2, 3, 3)))},
+    ...                 coords={"time": [0.0, 2.0]})
+    >>> validate_fields(ds).sizes["field"]
+    1
+    >>> ds["temperature"][0, 1, 2, 2] = np.nan
+    >>> validate_fields(ds)
+    Traceback (most recent call last):
+    ...
+    ValueError: X contains NaN in field 'temperature' at sample index 0, time index 1 (time=...
+    """
+    _validate_view(obj, name)
+    return as_fields(obj)
+
+
+def _format(path: Path) -> str:
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"Cannot tell the format of {str(path)!r} from its suffix {path.suffix!r}; "
+            f"use one of {sorted(_SUFFIXES)}."
+        )
+    return fmt
+
+
+def open_fields(
+    path: str | os.PathLike,
+    *,
+    chunks: Mapping[str, int] | str | None = "auto",
+    **kwargs: Any,
+) -> xr.DataArray:
+    """Open a NetCDF (``.nc``) or Zarr (``.zarr``) field dataset lazily.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File (``.nc``, ``.nc4``, read with h5netcdf) or Zarr store (``.zarr``).
+    chunks : mapping, str or None, default="auto"
+        ``"auto"`` makes one dask chunk per sample (whole time series and
+        grid), the unit that training windows read. Any other value is passed
+        to :func:`xarray.open_dataset`; ``None`` loads numpy arrays.
+    **kwargs
+        Passed to :func:`xarray.open_dataset`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Canonical field DataArray (see :func:`as_fields`), dask-backed unless
+        ``chunks=None``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"pressure": (("sample", "time", "y", "x"), np.ones((2, 2, 3, 3)),
+    ...                               {"units": "GPa"})})
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fields.nc"
+    >>> write_fields(ds, path)
+    >>> da = open_fields(path)
+    >>> da.chunks[0], da["units"].values.tolist()
+    ((1, 1), ['GPa'])
+    """
+    path = Path(path)
+    fmt = _format(path)
+    if isinstance(chunks, str) and chunks == "auto":
+        chunks = {"sample": 1}
+    engine = "h5netcdf" if fmt == "netcdf" else "zarr"
+    ds = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
+    return as_fields(ds)
+
+
+def write_fields(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Write field data as a Dataset (one variable per field, ``units`` attrs).
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Field data, see :func:`as_fields`.
+    path : str or path-like
+        ``.nc``/``.nc4`` writes NetCDF4 with h5netcdf; ``.zarr`` writes (and
+        overwrites) a Zarr store.
+    **kwargs
+        Passed to :meth:`xarray.Dataset.to_netcdf` or :meth:`xarray.Dataset.to_zarr`.
+
+    Raises
+    ------
+    ValueError
+        If the suffix is not one of the above.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"pressure": (("sample", "time", "y", "x"), np.ones((1, 2, 3, 3)))})
+    >>> write_fields(ds, pathlib.Path(tempfile.mkdtemp()) / "fields.zarr")
+    """
+    path = Path(path)
+    fmt = _format(path)
+    ds = to_dataset(obj)
+    if fmt == "netcdf":
+        ds.to_netcdf(path, engine="h5netcdf", **kwargs)
+    else:
+        kwargs.setdefault("mode", "w")
+        ds.to_zarr(path, **kwargs)
