@@ -13,6 +13,7 @@ small per-(sample, time, field) reductions of :func:`validate_fields`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -111,7 +112,8 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
         elif isinstance(obj.attrs.get("units"), Mapping):
             units = {f: str(obj.attrs["units"][f]) for f in names if f in obj.attrs["units"]}
         da = obj.transpose(*FIELD_DIMS)
-        arrays = [da.isel(field=i, drop=True) for i in range(len(names))]
+        # Per-field arrays carry no attrs: the DataArray's attrs are dataset-level.
+        arrays = [da.isel(field=i, drop=True).drop_attrs(deep=False) for i in range(len(names))]
         attrs = {k: v for k, v in obj.attrs.items() if not (k == "units" and isinstance(v, Mapping))}
         return _FieldView(names, arrays, units, attrs, xr.DataArray)
     raise TypeError(
@@ -225,8 +227,8 @@ def _time_error(time: xr.DataArray, name: str) -> str | None:
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
         return (
-            f"{name} time coordinate must be strictly increasing; time[{i}]={t[i]!r} "
-            f"is followed by time[{i + 1}]={t[i + 1]!r}. Sort with .sortby('time')."
+            f"{name} time coordinate must be strictly increasing; time[{i}]={float(t[i])!r} "
+            f"is followed by time[{i + 1}]={float(t[i + 1])!r}. Sort with .sortby('time')."
         )
     dt = float(np.median(steps))
     # Relative tolerance on the step, plus the rounding of the stored time values.
@@ -237,15 +239,18 @@ def _time_error(time: xr.DataArray, name: str) -> str | None:
         i = int(np.argmax(bad))
         return (
             f"{name} time coordinate must be uniformly spaced (the models assume a fixed "
-            f"step): step {i} (time[{i}]={t[i]!r} -> time[{i + 1}]={t[i + 1]!r}) is "
-            f"{steps[i]!r}, the typical step is {dt!r}."
+            f"step): step {i} (time[{i}]={float(t[i])!r} -> time[{i + 1}]={float(t[i + 1])!r}) is "
+            f"{float(steps[i])!r}, the typical step is {dt!r}."
         )
     return None
 
 
 def _coord_label(arr: xr.DataArray, dim: str, i: int) -> str:
     if dim in arr.coords:
-        return f"{dim} index {i} ({dim}={arr[dim].values[i]!r})"
+        value = arr[dim].values[i]
+        # Plain Python scalars print as 2.0, not np.float64(2.0).
+        value = str(value) if value.dtype.kind in "mM" else value.item()
+        return f"{dim} index {i} ({dim}={value!r})"
     return f"{dim} index {i}"
 
 
@@ -362,6 +367,16 @@ def _format(path: Path) -> str:
     return fmt
 
 
+def _zarr_consolidated(path: Path) -> bool | None:
+    """Whether a Zarr store has consolidated metadata (None: let xarray find out)."""
+    if (path / ".zmetadata").exists():
+        return True
+    meta = path / "zarr.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("consolidated_metadata") is not None
+    return None
+
+
 def open_fields(
     path: str | os.PathLike,
     *,
@@ -403,6 +418,8 @@ def open_fields(
     if isinstance(chunks, str) and chunks == "auto":
         chunks = {"sample": 1}
     engine = "h5netcdf" if fmt == "netcdf" else "zarr"
+    if fmt == "zarr":
+        kwargs.setdefault("consolidated", _zarr_consolidated(path))
     ds = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
     return as_fields(ds)
 
@@ -438,4 +455,12 @@ def write_fields(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike, **kwar
         ds.to_netcdf(path, engine="h5netcdf", **kwargs)
     else:
         kwargs.setdefault("mode", "w")
+        # Metadata consolidation is not part of Zarr format 3; skip it (and its warning).
+        kwargs.setdefault("consolidated", False)
+        if "encoding" not in kwargs and not any(v.chunks for v in ds.data_vars.values()):
+            # Store one chunk per sample, the unit open_fields reads.
+            try:
+                ds = ds.chunk({"sample": 1})
+            except ImportError:  # no dask: one chunk per variable
+                pass
         ds.to_zarr(path, **kwargs)
