@@ -113,7 +113,9 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
             units = {f: str(obj.attrs["units"][f]) for f in names if f in obj.attrs["units"]}
         da = obj.transpose(*FIELD_DIMS)
         # Per-field arrays carry no attrs: the DataArray's attrs are dataset-level.
-        arrays = [da.isel(field=i, drop=True).drop_attrs(deep=False) for i in range(len(names))]
+        arrays = [da.isel(field=i, drop=True) for i in range(len(names))]
+        for arr in arrays:
+            arr.attrs = {}  # isel made new objects; drop_attrs would copy the data
         attrs = {k: v for k, v in obj.attrs.items() if not (k == "units" and isinstance(v, Mapping))}
         return _FieldView(names, arrays, units, attrs, xr.DataArray)
     raise TypeError(

@@ -317,7 +317,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         coords["field"] = ("field", np.array(self.fields_, dtype=object))
         coords["units"] = ("field", np.array([self.units_.get(f, "") for f in self.fields_],
                                              dtype=object))
-        return xr.DataArray(tokens, dims=TOKEN_DIMS, coords=coords, attrs=self._token_attrs())
+        out = xr.DataArray(tokens, dims=TOKEN_DIMS, coords=coords, attrs=self._token_attrs())
+        out.name = None  # not the dask array's name
+        return out
 
     def _pad_inplace(self, grid: np.ndarray) -> None:
         (H, W), (pady, padx) = self.input_shape_, self.padding_
@@ -337,7 +339,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
 
         stacked = dsa.stack([dsa.asarray(a.data) for a in arrays], axis=2)
         shape = (1, 1, -1, 1, 1)
-        grid = ((stacked - lo.reshape(shape)) * (1.0 / scale).reshape(shape)).astype(np.float32)
+        # The same operations and dtypes as the numpy path, so results are bit-identical.
+        inv = (1.0 / scale).astype(np.float32).reshape(shape)
+        grid = (stacked - lo.reshape(shape)).astype(np.float32) * inv
         (H, W), (pady, padx) = self.input_shape_, self.padding_
         if self.pad_mode == "constant":
             grid = dsa.pad(grid, ((0, 0),) * 3 + ((0, pady), (0, padx)), mode="constant")
@@ -422,8 +426,7 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             np.add(view, lo.astype(dtype).reshape(shape + (1, 1)), out=view)
             grid = grid[..., :H, :W]
         coords = {
-            k: v.variable for k, v in T.coords.items()
-            if v.dims and set(v.dims) <= {"sample", "time"}
+            k: v.variable for k, v in T.coords.items() if set(v.dims) <= {"sample", "time"}
         }
         coords.update(self._spatial_coords)
         if self._fit_kind is xr.Dataset:
@@ -435,7 +438,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         coords["field"] = ("field", np.array(self.fields_, dtype=object))
         coords["units"] = ("field", np.array([self.units_.get(f, "") for f in self.fields_],
                                              dtype=object))
-        return xr.DataArray(
+        out = xr.DataArray(
             grid, dims=("sample", "time", "field", "y", "x"), coords=coords,
             attrs=dict(self._attrs),
         )
+        out.name = None  # not the dask array's name
+        return out
