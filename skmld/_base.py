@@ -1,0 +1,510 @@
+"""Shared machinery of the micro and meso latent dynamics estimators.
+
+One base, two thin estimators: the subclasses say which networks they build or
+borrow and which training stages they run; everything else (data layouts,
+curriculum loop, history, divergence handling, predict/score/encode/decode,
+pickling) lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skmld import _engine
+from skmld._layout import from_domain, from_blocks, latents_from_xarray, latents_to_xarray, to_blocks, to_domain
+from skmld.exceptions import DivergenceError
+from skmld.nn.vae import DOWNSAMPLING
+
+logger = logging.getLogger("skmld")
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+_MAX_RESTORES = 3
+
+
+@dataclass
+class Stage:
+    """One training stage: which networks learn, with which step and epochs."""
+
+    name: str
+    trainable: list  # network names
+    epochs: tuple  # per horizon (one entry for the VAE stage)
+    horizons: tuple = (0,)
+    coupled: bool = True
+    train_decoupled: bool = False
+    train_coupled: bool = False
+
+    @property
+    def is_vae(self) -> bool:
+        return self.horizons == (0,)
+
+
+def _per_horizon(epochs, horizons, name: str) -> tuple:
+    """An int, or one entry per horizon."""
+    if isinstance(epochs, Integral):
+        return (int(epochs),) * len(horizons)
+    epochs = tuple(int(e) for e in epochs)
+    if len(epochs) != len(horizons):
+        raise ValueError(
+            f"{name} has {len(epochs)} entries but there are {len(horizons)} horizons {tuple(horizons)}; "
+            "give one number of epochs per horizon, or a single int."
+        )
+    return epochs
+
+
+def _serialize(model: keras.Model) -> dict:
+    # Config + weights: pickle-friendly, and rebuilt through Keras's registry (no bytecode).
+    return {"config": keras.saving.serialize_keras_object(model), "weights": model.get_weights()}
+
+
+def _deserialize(state: dict) -> keras.Model:
+    model = keras.saving.deserialize_keras_object(state["config"], safe_mode=True)
+    model.set_weights(state["weights"])
+    return model
+
+
+class LatentDynamicsEstimator(BaseEstimator):
+    """Base class; use :class:`~skmld.MicroDynamicsEstimator` or :class:`~skmld.MesoDynamicsEstimator`."""
+
+    # Micro: every token is an independent building block. Meso: the whole domain.
+    _whole_domain = False
+    _time_ratio_param = None
+
+    _parameter_constraints: dict = {
+        "horizons": ["array-like"],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
+        "kl_weight": [Interval(Real, 0, None, closed="left")],
+        "edge_weight": [Interval(Real, 0, None, closed="left")],
+        "latent_mean_weight": [Interval(Real, 0, None, closed="left")],
+        "latent_log_var_weight": [Interval(Real, 0, None, closed="left")],
+        "on_divergence": [StrOptions({"raise", "restore"})],
+        "device": [StrOptions({"auto", "cpu", "gpu"})],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "jit_compile": ["boolean"],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    # -- subclass hooks -------------------------------------------------------
+    def _make_networks(self, fields, ranges, token_shape) -> _engine.Networks:
+        raise NotImplementedError
+
+    def _stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def _check_compatible(self, layout) -> None:
+        """Check fit input against what the networks were built for (meso: the backbone)."""
+
+    @property
+    def _time_ratio(self) -> int:
+        return 1
+
+    # -- helpers ----------------------------------------------------------------
+    def _check_horizons(self) -> tuple:
+        horizons = tuple(self.horizons)
+        if not horizons or any(int(h) != h or h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
+            raise ValueError(
+                f"horizons must be a non-empty increasing sequence of positive ints, got {self.horizons!r}."
+            )
+        return tuple(int(h) for h in horizons)
+
+    def _dtype(self):
+        return None if self.precision == "float32" else self.precision
+
+    @contextlib.contextmanager
+    def _device_scope(self):
+        gpus = tf.config.list_logical_devices("GPU")
+        if self.device == "gpu" and not gpus:
+            raise ValueError("device='gpu' but TensorFlow sees no GPU; use device='auto' or 'cpu'.")
+        name = "/GPU:0" if (self.device != "cpu" and gpus) else "/CPU:0"
+        with tf.device(name):
+            yield
+
+    def _to_arrays(self, X, name="X", min_times=1):
+        """Input → network arrays ``(N, T, H, W, F)`` (tokens as samples for micro) and layout."""
+        values, layout = to_domain(X, name=name, min_times=min_times)
+        if not self._whole_domain:
+            values = to_blocks(values, layout.grid_shape)
+        return values, layout
+
+    def _from_arrays(self, values, layout):
+        if not self._whole_domain:
+            values = from_blocks(values, layout.grid_shape)
+        return from_domain(values, layout)
+
+    def _check_token_side(self, token_shape):
+        factor = DOWNSAMPLING * (4 if self._dynamics_kind() == "unet" else 1)
+        bad = [s for s in token_shape if s % factor]
+        if bad:
+            raise ValueError(
+                f"Token shape {tuple(token_shape)} is not a multiple of {factor} (the VAE halves the grid 3 times"
+                f"{' and the U-Net twice more' if factor > DOWNSAMPLING else ''}); "
+                f"use PatchTokenizer(multiple_of={factor}) or a patch_size that is a multiple of {factor}."
+            )
+
+    def _dynamics_kind(self) -> str:
+        return self.dynamics
+
+    # -- fit ----------------------------------------------------------------------
+    def _fit(self, X):
+        horizons = self._check_horizons()
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(0, 2**31 - 1))
+        keras.utils.set_random_seed(seed)
+
+        x, layout = self._to_arrays(X, min_times=2)
+        if not layout.tokens and not self._whole_domain:
+            lo, hi = float(x.min()), float(x.max())
+            if lo < -0.5 or hi > 1.5:
+                warnings.warn(
+                    f"X holds plain fields with values in [{lo:.3g}, {hi:.3g}], far outside [0, 1]; the "
+                    "networks expect scaled fields. Put a PatchTokenizer before this estimator.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        self._check_compatible(layout)
+        T = x.shape[1]
+        if T - 1 < max(horizons):
+            raise ValueError(
+                f"X has {T} time steps, too few for horizon {max(horizons)}: a window needs horizon + 1 "
+                "steps. Lower the horizons or pass longer trajectories."
+            )
+        self._check_token_side(layout.domain_shape if self._whole_domain else layout.token_shape)
+        self.fields_ = list(layout.fields)
+        self.ranges_ = None if layout.ranges is None else {f: tuple(r) for f, r in zip(self.fields_, layout.ranges)}
+        self.token_shape_ = tuple(layout.token_shape)
+        self.latent_shape_ = (self.token_shape_[0] // DOWNSAMPLING, self.token_shape_[1] // DOWNSAMPLING,
+                              self._latent_channels())
+        self.history_ = []
+
+        # Validation: whole samples held out (with all their tokens).
+        per_sample = 1 if self._whole_domain else layout.grid_shape[0] * layout.grid_shape[1]
+        n_samples = x.shape[0] // per_sample
+        n_val = int(round(self.validation_fraction * n_samples))
+        if self.validation_fraction > 0 and not 1 <= n_val < n_samples:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} holds out {n_val} of {n_samples} samples; "
+                "it must leave at least one sample for training and one for validation."
+            )
+        order = rng.permutation(n_samples)
+        val_samples, train_samples = order[:n_val], order[n_val:]
+
+        def rows(samples):
+            return np.sort((samples[:, None] * per_sample + np.arange(per_sample)).ravel())
+
+        x_train, x_val = x[rows(train_samples)], (x[rows(val_samples)] if n_val else None)
+        with self._device_scope():
+            self._networks = self._make_networks(self.fields_, self.ranges_, self.token_shape_)
+            self._train(x_train, x_val, horizons, seed)
+        return self
+
+    def _latent_channels(self) -> int:
+        return self.latent_channels
+
+    def _weights(self) -> dict:
+        return {
+            "reconstruction": self.reconstruction_weight,
+            "kl": self.kl_weight,
+            "edge": self.edge_weight,
+            "latent_mean": self.latent_mean_weight,
+            "latent_log_var": self.latent_log_var_weight,
+        }
+
+    def _train(self, x_train, x_val, horizons, seed):
+        nets = self._networks
+        cache = None  # encodings, refreshed after a VAE stage
+        for stage in self._stages():
+            if stage.is_vae:
+                self._run_stage(stage, x_train, x_val, None, seed)
+                cache = None
+                continue
+            if cache is None:
+                # Encode once per stage with the frozen encoders; train on the cache.
+                bs = max(self.batch_size, 16)
+                cache = (
+                    _engine.encode_all(nets, x_train, bs, self.jit_compile),
+                    None if x_val is None else _engine.encode_all(nets, x_val, bs, self.jit_compile),
+                )
+            self._run_stage(stage, x_train, x_val, cache, seed)
+
+    def _run_stage(self, stage: Stage, x_train, x_val, cache, seed):
+        nets = self._networks
+        N, T = x_train.shape[:2]
+        stage_seed = seed + len(self.history_) + 1
+        for horizon, epochs in zip(stage.horizons, stage.epochs):
+            if epochs == 0:
+                continue
+            variables = nets.variables(stage.trainable)
+            lr = self.learning_rate
+            optimizer = _engine.make_optimizer(lr, self.precision)
+            optimizer.build(variables)
+            if stage.is_vae:
+                data_train = tf.constant(x_train.reshape((-1,) + x_train.shape[2:]))
+                index_train = (np.arange(N * T),)
+                data_val = None if x_val is None else tf.constant(x_val.reshape((-1,) + x_val.shape[2:]))
+                index_val = None if x_val is None else (np.arange(x_val.shape[0] * T),)
+                make = lambda data: _engine.make_vae_step(  # noqa: E731
+                    nets, data, self._weights(), optimizer, variables, stage_seed, self.jit_compile)
+            else:
+                (zm, zv), val_cache = cache
+                data_train = (tf.constant(zm), tf.constant(zv), tf.constant(x_train))
+                index_train = _windows(N, T, horizon)
+                data_val = None if x_val is None else (
+                    tf.constant(val_cache[0]), tf.constant(val_cache[1]), tf.constant(x_val))
+                index_val = None if x_val is None else _windows(x_val.shape[0], T, horizon)
+                make = lambda data: _engine.make_dynamics_step(  # noqa: E731
+                    nets, data, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
+                    train_decoupled=stage.train_decoupled, train_coupled=stage.train_coupled,
+                    weights=self._weights(), optimizer=optimizer, variables=variables, seed=stage_seed,
+                    jit=self.jit_compile)
+            train_step, _ = make(data_train)
+            eval_step = None if data_val is None else make(data_val)[1]
+            dataset = (
+                tf.data.Dataset.from_tensor_slices(tuple(np.asarray(i, np.int32) for i in index_train))
+                .shuffle(len(index_train[0]), seed=stage_seed + horizon, reshuffle_each_iteration=True)
+                .batch(self.batch_size)
+                .prefetch(tf.data.AUTOTUNE)
+            )
+            val_batches = None if index_val is None else [
+                tuple(tf.constant(np.asarray(i[sl], np.int32)) for i in index_val)
+                for sl in _engine.batches(len(index_val[0]), self.batch_size)
+            ]
+            bar = tqdm(range(epochs), desc=f"{stage.name} h={horizon}" if horizon else stage.name,
+                       unit="epoch", disable=not self.verbose, leave=True)
+            restores = 0
+            epoch = 0
+            while epoch < epochs:
+                snapshot = [v.numpy() for v in variables]
+                terms = _run_epoch(train_step, dataset)
+                bad = next((k for k, v in terms.items() if not math.isfinite(v)), None)
+                if bad is not None:
+                    for v, w in zip(variables, snapshot):
+                        v.assign(w)
+                    if self.on_divergence == "restore" and restores < _MAX_RESTORES:
+                        restores += 1
+                        lr /= 2
+                        logger.warning("%s h=%d epoch %d diverged (%s); retrying with learning rate %g",
+                                       stage.name, horizon, epoch, bad, lr)
+                        optimizer = _engine.make_optimizer(lr, self.precision)
+                        optimizer.build(variables)
+                        train_step, _ = make(data_train)
+                        continue
+                    raise DivergenceError(stage.name, horizon, epoch, bad, terms[bad])
+                record = {"stage": stage.name, "horizon": horizon, "epoch": epoch, **terms}
+                if eval_step is not None:
+                    record.update({f"val_{k}": v for k, v in _run_epoch(eval_step, val_batches).items()})
+                self.history_.append(record)
+                logger.info("%s", record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['loss']:.4g}")
+                epoch += 1
+            bar.close()
+
+    # -- predict side -----------------------------------------------------------
+    def _check_predict_input(self, X, name="X"):
+        check_is_fitted(self)
+        x, layout = self._to_arrays(X, name=name)
+        if layout.fields != self.fields_:
+            missing = [f for f in self.fields_ if f not in layout.fields]
+            extra = [f for f in layout.fields if f not in self.fields_]
+            raise ValueError(
+                f"{name} has fields {layout.fields} but {type(self).__name__} was fitted on {self.fields_} "
+                f"(missing: {missing}, unexpected: {extra}); pass the same fields in the same order."
+            )
+        if tuple(layout.token_shape) != self.token_shape_:
+            raise ValueError(
+                f"{name} has token shape {tuple(layout.token_shape)} but {type(self).__name__} was fitted on "
+                f"token shape {self.token_shape_}; tokenize with PatchTokenizer(patch_size={self.token_shape_})."
+            )
+        if self._whole_domain:
+            self._check_token_side(layout.domain_shape)
+        return x, layout
+
+    def _rollout(self, x, n_steps, n_draws, seed):
+        """Rollout of arrays ``(N, T, H, W, F)`` from their first frame, batched over samples."""
+        fn = _engine.make_rollout(self._networks, self._time_ratio, self.jit_compile)
+        outs = []
+        with self._device_scope():
+            for sl in _engine.batches(x.shape[0], max(self.batch_size, 8)):
+                out = fn(tf.constant(x[sl, 0]), tf.constant(n_steps), tf.constant(n_draws), tf.constant(seed))
+                outs.append([o.numpy() for o in out])
+        return [np.concatenate(parts) for parts in zip(*outs)]
+
+    def predict(self, X, n_steps: int | None = None, return_std: bool = False, n_draws: int = 16):
+        """Roll the model out from ``X``'s first time step.
+
+        Parameters
+        ----------
+        X : xarray.DataArray or xarray.Dataset
+            Tokens from :class:`~skmld.PatchTokenizer`, or plain (scaled) fields.
+        n_steps : int, default=None
+            Steps to predict; ``None`` means ``X``'s time length − 1. Longer
+            rollouts extend the time coordinate with its spacing.
+        return_std : bool, default=False
+            Also return the standard deviation of ``n_draws`` fields decoded from
+            latent samples ``z = z̄ + exp(zσ/2)·ε``: the model's uncertainty.
+        n_draws : int, default=16
+            Latent draws per step when ``return_std``.
+
+        Returns
+        -------
+        pred : same type and layout as ``X``
+            Fields decoded from the rolled-out latent means, ``n_steps + 1`` times;
+            the first is the model's reconstruction of ``X``'s first time step.
+        std : same type and layout as ``X``
+            Only when ``return_std``.
+        """
+        x, layout = self._check_predict_input(X)
+        n_steps = x.shape[1] - 1 if n_steps is None else n_steps
+        if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}.")
+        if return_std and (not isinstance(n_draws, Integral) or n_draws < 2):
+            raise ValueError(f"n_draws must be an int >= 2 to estimate a standard deviation, got {n_draws!r}.")
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        mean, std, _, _ = self._rollout(x, int(n_steps), int(n_draws) if return_std else 0, seed)
+        pred = self._from_arrays(mean, layout)
+        return (pred, self._from_arrays(std, layout)) if return_std else pred
+
+    def score(self, X, y=None) -> float:
+        """R² of the rollout against ``X`` over all fields, tokens and times after the first.
+
+        1 is perfect; 0 is as good as predicting the mean of the data; can be negative.
+        """
+        x, layout = self._check_predict_input(X)
+        if x.shape[1] < 2:
+            raise ValueError("score needs X with at least 2 time steps.")
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        mean = self._rollout(x, x.shape[1] - 1, 0, seed)[0]
+        truth, pred = x[:, 1:].astype(np.float64), mean[:, 1:].astype(np.float64)
+        ss_res = np.sum((truth - pred) ** 2)
+        ss_tot = np.sum((truth - truth.mean()) ** 2)
+        return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
+
+    def encode(self, X):
+        """Latent means and log-variances of every time step of ``X``.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``z_mean`` and ``z_log_var`` on dims ``("sample", "time", "field",
+            "channel", "token_y", "token_x", "latent_y", "latent_x")`` (no token
+            dims for plain-field input).
+        """
+        x, layout = self._check_predict_input(X)
+        with self._device_scope():
+            zm, zv = _engine.encode_all(self._networks, x, max(self.batch_size, 16), self.jit_compile)
+        if not self._whole_domain:
+            zm, zv = from_blocks(zm, layout.grid_shape), from_blocks(zv, layout.grid_shape)
+        import xarray as xr
+
+        return xr.Dataset({
+            "z_mean": latents_to_xarray(zm, layout, self._latent_channels(), "z_mean"),
+            "z_log_var": latents_to_xarray(zv, layout, self._latent_channels(), "z_log_var"),
+        })
+
+    def decode(self, Z):
+        """Fields decoded from latent means (the output of :meth:`encode`, or its ``z_mean``).
+
+        Returns tokens (with the fitted tokenizer's attrs) when ``Z`` has token
+        dims, else a plain field DataArray.
+        """
+        check_is_fitted(self)
+        import xarray as xr
+
+        from skmld._layout import Layout
+
+        da = Z["z_mean"] if isinstance(Z, xr.Dataset) else Z
+        if not isinstance(da, xr.DataArray):
+            raise TypeError(f"Z must be the Dataset returned by encode or its z_mean DataArray, got {type(Z)}.")
+        if "field" in da.coords and [str(f) for f in da["field"].values] != self.fields_:
+            raise ValueError(f"Z has fields {list(da['field'].values)}, the model {self.fields_}.")
+        z = latents_from_xarray(da, "Z")
+        tokens = "token_y" in da.dims
+        grid = (da.sizes["token_y"], da.sizes["token_x"]) if tokens else (1, 1)
+        if z.shape[-1] != len(self.fields_) * self._latent_channels():
+            raise ValueError(f"Z has {z.shape[-1] // len(self.fields_)} channels per field, "
+                             f"the model {self._latent_channels()}.")
+        blocks = z if self._whole_domain else to_blocks(z, grid)
+        with self._device_scope():
+            x = _engine.decode_all(self._networks, blocks, max(self.batch_size, 16), self.jit_compile)
+        if not self._whole_domain:
+            x = from_blocks(x, grid)
+        attrs = {}
+        if tokens:
+            attrs = {"skmld_fields": list(self.fields_), "skmld_token_shape": list(self.token_shape_),
+                     "skmld_grid_shape": list(grid)}
+            if self.ranges_ is not None:
+                attrs["skmld_ranges"] = [list(self.ranges_[f]) for f in self.fields_]
+        layout = Layout(tokens=tokens, fields=self.fields_, token_shape=self.token_shape_ if tokens else x.shape[2:4],
+                        grid_shape=grid, sample=da["sample"], time=da["time"], attrs=attrs)
+        return from_domain(x, layout)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_networks")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.target_tags.required = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = False
+        tags.non_deterministic = False
+        return tags
+
+    # -- pickling ----------------------------------------------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        nets = state.pop("_networks", None)
+        if nets is not None:
+            state["_networks_state"] = {
+                "fields": nets.fields,
+                "latent_channels": nets.latent_channels,
+                "models": {k: _serialize(m) for k, m in self._own_models(nets).items()},
+            }
+        return state
+
+    def __setstate__(self, state):
+        nets_state = state.pop("_networks_state", None)
+        self.__dict__.update(state)
+        if nets_state is not None:
+            models = {k: _deserialize(v) for k, v in nets_state["models"].items()}
+            self._networks = self._restore_networks(models, nets_state["fields"], nets_state["latent_channels"])
+
+    def _own_models(self, nets) -> dict:
+        """The models this estimator owns (the meso estimator borrows the rest)."""
+        return nets.models
+
+    def _restore_networks(self, models, fields, latent_channels):
+        return _engine.Networks(models, fields, latent_channels)
+
+
+def _windows(n_samples: int, n_times: int, horizon: int):
+    """All (sample, start) pairs whose window ``start .. start + horizon`` lies in the data."""
+    starts = n_times - horizon
+    return np.repeat(np.arange(n_samples), starts), np.tile(np.arange(starts), n_samples)
+
+
+def _run_epoch(step, batches) -> dict:
+    """Mean of each loss term over the batches; sums stay on the device until the end."""
+    totals, n = None, 0
+    for batch in batches:
+        out = step(*batch)
+        totals = out if totals is None else {k: totals[k] + out[k] for k in out}
+        n += 1
+    return {k: float(v) / n for k, v in totals.items()}

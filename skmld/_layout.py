@@ -1,0 +1,209 @@
+"""Between the xarray layouts users pass and the channels-last arrays networks see.
+
+Two input layouts are accepted by the estimators:
+
+* *tokens*: PatchTokenizer output, dims ``TOKEN_DIMS``, with the tokenizer's
+  ``skmld_*`` attrs;
+* *plain fields*: a field Dataset or DataArray (already scaled), one token per sample.
+
+Internally everything is a whole-domain array ``(sample, time, Y, X, channels)``;
+the micro estimator cuts it into independent tokens, the meso one keeps it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from skmld.fields import FIELD_DIMS, to_dataset, validate_fields
+
+TOKEN_DIMS = ("sample", "time", "field", "token_y", "token_x", "patch_y", "patch_x")
+LATENT_DIMS = ("sample", "time", "field", "channel", "token_y", "token_x", "latent_y", "latent_x")
+_WHOLE = ("sample", "time", "token_y", "patch_y", "token_x", "patch_x", "field")
+
+
+@dataclass
+class Layout:
+    """What is needed to put a network output back into the caller's layout."""
+
+    tokens: bool
+    fields: list[str]
+    token_shape: tuple[int, int]
+    grid_shape: tuple[int, int]
+    sample: xr.DataArray
+    time: xr.DataArray
+    attrs: dict = field(default_factory=dict)
+    # plain-field input only
+    spatial_coords: dict = field(default_factory=dict)
+    as_dataset: bool = False
+    field_attrs: dict = field(default_factory=dict)
+    ranges: list | None = None
+
+    @property
+    def domain_shape(self) -> tuple[int, int]:
+        return (self.grid_shape[0] * self.token_shape[0], self.grid_shape[1] * self.token_shape[1])
+
+    def time_coord(self, n_times: int) -> xr.DataArray:
+        """``n_times`` times continuing the input's uniform spacing."""
+        t = self.time.values
+        if n_times <= t.size:
+            return self.time[:n_times]
+        step = t[1] - t[0] if t.size > 1 else 1
+        values = t[0] + step * np.arange(n_times)
+        return xr.DataArray(values, dims="time", attrs=self.time.attrs, name="time")
+
+
+def is_tokens(X) -> bool:
+    return isinstance(X, xr.DataArray) and "token_y" in X.dims
+
+
+def _check_token_attrs(X: xr.DataArray, name: str) -> None:
+    missing = set(TOKEN_DIMS) - set(X.dims)
+    extra = set(X.dims) - set(TOKEN_DIMS)
+    if missing or extra:
+        raise ValueError(
+            f"{name} looks like tokens but has dims {X.dims}: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}; expected {TOKEN_DIMS} (the output of PatchTokenizer.transform)."
+        )
+    for key in ("skmld_fields", "skmld_token_shape", "skmld_grid_shape"):
+        if key not in X.attrs:
+            raise ValueError(
+                f"{name} has token dims but no {key!r} attribute; pass the output of "
+                "PatchTokenizer.transform unchanged (its attrs record fields, ranges and token shape)."
+            )
+    if X.sizes["sample"] == 0 or X.sizes["time"] == 0:
+        raise ValueError(f"{name} is empty: sizes {dict(X.sizes)}.")
+    if not np.issubdtype(X.dtype, np.number):
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}.")
+
+
+def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
+    """Name the field, sample and time of the first NaN/inf (values in ``_WHOLE``-like order)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        s, t = np.argwhere(bad.any(axis=(2, 3, 4)))[0]
+        f = int(np.argwhere(bad[s, t].any(axis=(0, 1)))[0][0])
+        raise ValueError(
+            f"{name} contains NaN or inf: first in field {X['field'].values[f]!s}, "
+            f"sample index {s}, time index {t}."
+        )
+
+
+def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, Layout]:
+    """Convert tokens or plain fields to a float32 array ``(S, T, Y, X, F)`` and its layout."""
+    if is_tokens(X):
+        _check_token_attrs(X, name)
+        whole = X.transpose(*_WHOLE)
+        S, T, ty, py, tx, px, F = whole.shape
+        values = np.asarray(whole.data, dtype=np.float32).reshape(S, T, ty * py, tx * px, F)
+        if X.sizes["time"] < min_times:
+            raise ValueError(f"{name} needs at least {min_times} time steps, got {X.sizes['time']}.")
+        layout = Layout(
+            tokens=True,
+            fields=[str(f) for f in X.attrs["skmld_fields"]],
+            token_shape=tuple(int(v) for v in X.attrs["skmld_token_shape"]),
+            grid_shape=(ty, tx),
+            sample=X["sample"] if "sample" in X.coords else xr.DataArray(np.arange(S), dims="sample"),
+            time=X["time"] if "time" in X.coords else xr.DataArray(np.arange(T), dims="time"),
+            attrs=dict(X.attrs),
+            ranges=[list(map(float, r)) for r in X.attrs["skmld_ranges"]] if "skmld_ranges" in X.attrs else None,
+        )
+        if [str(f) for f in X["field"].values] != layout.fields:
+            raise ValueError(
+                f"{name}'s field coordinate {list(X['field'].values)} differs from its "
+                f"skmld_fields attribute {layout.fields}."
+            )
+    else:
+        da = validate_fields(X, name=name)
+        if da.sizes["time"] < min_times:
+            raise ValueError(f"{name} needs at least {min_times} time steps, got {da.sizes['time']}.")
+        values = np.asarray(da.transpose("sample", "time", "y", "x", "field").data, dtype=np.float32)
+        S, T, H, W, F = values.shape
+        layout = Layout(
+            tokens=False,
+            fields=[str(f) for f in da["field"].values],
+            token_shape=(H, W),
+            grid_shape=(1, 1),
+            sample=da["sample"],
+            time=da["time"],
+            attrs=dict(da.attrs),
+            spatial_coords={d: da[d] for d in ("y", "x") if d in da.coords},
+            as_dataset=isinstance(X, xr.Dataset),
+            field_attrs={str(v): dict(X[v].attrs) for v in X.data_vars} if isinstance(X, xr.Dataset) else {},
+        )
+    _first_nonfinite(values, X if is_tokens(X) else da, name)
+    return values, layout
+
+
+def from_domain(values: np.ndarray, layout: Layout, *, sample=None):
+    """Inverse of :func:`to_domain` for a (possibly longer) ``(S, T', Y, X, F)`` array."""
+    S, T = values.shape[:2]
+    time = layout.time_coord(T)
+    sample = layout.sample if sample is None else sample
+    coords = {"sample": sample.values, "time": time, "field": layout.fields}
+    if layout.tokens:
+        (ty, tx), (py, px) = layout.grid_shape, layout.token_shape
+        arr = values.reshape(S, T, ty, py, tx, px, len(layout.fields))
+        da = xr.DataArray(arr, dims=_WHOLE, coords=coords, attrs=dict(layout.attrs))
+        return da.transpose(*TOKEN_DIMS)
+    da = xr.DataArray(
+        values, dims=("sample", "time", "y", "x", "field"), coords={**coords, **layout.spatial_coords},
+        attrs=dict(layout.attrs),
+    ).transpose(*FIELD_DIMS)
+    if layout.as_dataset:
+        ds = to_dataset(da)
+        for v, attrs in layout.field_attrs.items():
+            if v in ds:
+                ds[v].attrs.update(attrs)
+        return ds
+    return da
+
+
+def latents_to_xarray(z: np.ndarray, layout: Layout, latent_channels: int, name: str) -> xr.DataArray:
+    """Whole-domain latents ``(S, T, y, x, F*C)`` to dims ``LATENT_DIMS`` (token dims kept for tokens)."""
+    S, T, Yl, Xl, _ = z.shape
+    ty, tx = layout.grid_shape
+    F, C = len(layout.fields), latent_channels
+    arr = z.reshape(S, T, ty, Yl // ty, tx, Xl // tx, F, C)
+    da = xr.DataArray(
+        arr,
+        dims=("sample", "time", "token_y", "latent_y", "token_x", "latent_x", "field", "channel"),
+        coords={"sample": layout.sample.values, "time": layout.time_coord(T), "field": layout.fields,
+                "channel": np.arange(C)},
+        name=name,
+    ).transpose(*LATENT_DIMS)
+    return da if layout.tokens else da.squeeze(("token_y", "token_x"), drop=True)
+
+
+def latents_from_xarray(Z: xr.DataArray, name: str = "Z") -> np.ndarray:
+    """Inverse of :func:`latents_to_xarray`: ``(S, T, y, x, F*C)``."""
+    dims = list(LATENT_DIMS) if "token_y" in Z.dims else [d for d in LATENT_DIMS if not d.startswith("token")]
+    if set(Z.dims) != set(dims):
+        raise ValueError(f"{name} must have dims {tuple(dims)} (the output of encode), got {Z.dims}.")
+    if "token_y" not in Z.dims:
+        Z = Z.expand_dims(token_y=1, token_x=1)
+    arr = np.asarray(
+        Z.transpose("sample", "time", "token_y", "latent_y", "token_x", "latent_x", "field", "channel").data,
+        dtype=np.float32,
+    )
+    S, T, ty, ly, tx, lx, F, C = arr.shape
+    return arr.reshape(S, T, ty * ly, tx * lx, F * C)
+
+
+def to_blocks(a: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``(S, T, ty*py, tx*px, C) -> (S*ty*tx, T, py, px, C)``: each token its own sample."""
+    S, T, Y, X, C = a.shape
+    ty, tx = grid
+    a = a.reshape(S, T, ty, Y // ty, tx, X // tx, C).transpose(0, 2, 4, 1, 3, 5, 6)
+    return a.reshape(S * ty * tx, T, Y // ty, X // tx, C)
+
+
+def from_blocks(a: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`to_blocks`."""
+    N, T, py, px, C = a.shape
+    ty, tx = grid
+    S = N // (ty * tx)
+    a = a.reshape(S, ty, tx, T, py, px, C).transpose(0, 3, 1, 4, 2, 5, 6)
+    return a.reshape(S, T, ty * py, tx * px, C)

@@ -1,0 +1,228 @@
+"""MicroDynamicsEstimator: per-field VAEs and decoupled + coupled latent dynamics."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from skmld import _engine
+from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
+from skmld.nn import build_decoder, build_dynamics, build_encoder
+from skmld.nn.dynamics import DYNAMICS
+
+
+def build_networks(fields, *, latent_channels, filters, kernel_size, dynamics, dynamics_filters, dropout, dtype):
+    """Fresh networks for ``fields``: VAE, decoupled pair per field, one coupled pair."""
+    c, n = latent_channels, len(fields)
+    models = {}
+    for f in fields:
+        models[f"encoder/{f}"] = build_encoder(filters, c, kernel_size, dtype=dtype, name=f"encoder_{f}")
+        models[f"decoder/{f}"] = build_decoder(filters, c, kernel_size, dtype=dtype, name=f"decoder_{f}")
+        models[f"decoupled_mean/{f}"] = build_dynamics(
+            dynamics, c, c, dynamics_filters, dropout, dtype=dtype, name=f"decoupled_mean_{f}")
+        models[f"decoupled_log_var/{f}"] = build_dynamics(
+            dynamics, 2 * c, c, dynamics_filters, dropout, dtype=dtype, name=f"decoupled_log_var_{f}")
+    models["coupled_mean"] = build_dynamics(dynamics, n * c, n * c, dynamics_filters, dropout, dtype=dtype,
+                                            name="coupled_mean")
+    models["coupled_log_var"] = build_dynamics(dynamics, 2 * n * c, n * c, dynamics_filters, dropout, dtype=dtype,
+                                               name="coupled_log_var")
+    return _engine.Networks(models, list(fields), c)
+
+
+class MicroDynamicsEstimator(LatentDynamicsEstimator):
+    """Probabilistic latent model of the micro-scale dynamics of coupled fields.
+
+    Learns, per field, a VAE (VGG-style encoder, mirrored decoder, spatial /8)
+    and a *decoupled* pair of latent evolution networks (mean map z̄ → z̄′,
+    log-variance map [z̄, zσ] → zσ′), then a *coupled* pair on all fields'
+    latents. One micro step = decoupled step then coupled step. Training runs
+    three stages: VAEs; decoupled pairs (VAEs frozen); coupled pair (all else
+    frozen); the last two with curriculum learning over ``horizons``.
+
+    Each token of the input is an independent building block; the fitted
+    networks are fully convolutional and are reused by
+    :class:`~skmld.MesoDynamicsEstimator` on whole meso domains.
+
+    Parameters
+    ----------
+    latent_channels : int, default=4
+        Latent channels per field.
+    filters : int, default=64
+        Width of the VAE's first block (then 2×, 4×, 8×).
+    kernel_size : int, default=3
+        Kernel of the VAE's conv units.
+    dynamics : {"unet", "resnet"}, default="unet"
+        Latent evolution network.
+    dynamics_filters : int, default=64
+        Base width of the latent evolution networks.
+    dropout : float, default=0.1
+        Dropout on the evolution networks' input.
+    horizons : sequence of int, default=(1, 2, 3)
+        Curriculum of prediction horizons; the weights at horizon k start k+1.
+    vae_epochs : int, default=50
+        Epochs of the VAE stage.
+    decoupled_epochs, coupled_epochs : int or sequence of int, default=20
+        Epochs per horizon of the decoupled and coupled stages.
+    learning_rate : float, default=1e-4
+        Adam learning rate (β₁ = 0.5, β₂ = 0.99, as in the paper), constant.
+    batch_size : int, default=1
+        Frames (VAE) or windows (dynamics) per step; the paper uses 1.
+    validation_fraction : float, default=0.0
+        Fraction of samples held out; their losses go into ``history_`` as ``val_*``.
+    reconstruction_weight, kl_weight, edge_weight : float, default=1.0
+        VAE loss weights (summed squared error, KL, edge-boosting MAE).
+    latent_mean_weight, latent_log_var_weight : float, default=1.0
+        Weights of the latent consistency terms of the dynamics loss (its
+        reconstruction term uses ``reconstruction_weight``).
+    on_divergence : {"raise", "restore"}, default="raise"
+        On a NaN/inf loss: raise :class:`~skmld.exceptions.DivergenceError`
+        (keeping the last good weights), or roll back the epoch, halve the
+        learning rate and retry (at most 3 times).
+    device : {"auto", "cpu", "gpu"}, default="auto"
+        ``"auto"`` uses a GPU when TensorFlow sees one.
+    precision : {"float32", "mixed_bfloat16", "mixed_float16"}, default="float32"
+        Compute dtype of the networks (variables stay float32).
+    jit_compile : bool, default=False
+        Compile training steps and rollouts with XLA.
+    verbose : int, default=0
+        Progress bars (one per stage and horizon) when > 0.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling, sampling and validation split: reproducible on CPU.
+
+    Attributes
+    ----------
+    fields_ : list of str
+        Field names, in order.
+    ranges_ : dict or None
+        Per-field scaling ranges recorded by the tokenizer (``None`` for plain input).
+    token_shape_ : tuple of int
+        ``(patch_y, patch_x)`` of the tokens fitted on.
+    latent_shape_ : tuple of int
+        ``(latent_y, latent_x, latent_channels)`` of one token.
+    history_ : list of dict
+        One record per (stage, horizon, epoch): ``stage``, ``horizon`` (0 for the
+        VAE), ``epoch``, each loss term, and ``val_*`` terms with validation.
+
+    See Also
+    --------
+    PatchTokenizer : fields to tokens and back.
+    MesoDynamicsEstimator : transfer the fitted model to the meso scale.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import Pipeline
+    >>> from skmld import PatchTokenizer, MicroDynamicsEstimator
+    >>> from skmld.datasets import make_pore_collapse
+    >>> X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=4, random_state=0)
+    >>> pipe = Pipeline([("tokens", PatchTokenizer()),
+    ...                  ("micro", MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,),
+    ...                                                   vae_epochs=1, decoupled_epochs=1,
+    ...                                                   coupled_epochs=1, random_state=0))]).fit(X)
+    >>> pipe.predict(X).dims
+    ('sample', 'time', 'field', 'token_y', 'token_x', 'patch_y', 'patch_x')
+    """
+
+    _parameter_constraints: dict = {
+        **LatentDynamicsEstimator._parameter_constraints,
+        "latent_channels": [Interval(Integral, 1, None, closed="left")],
+        "filters": [Interval(Integral, 1, None, closed="left")],
+        "kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "dynamics": [StrOptions(set(DYNAMICS))],
+        "dynamics_filters": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "vae_epochs": [Interval(Integral, 0, None, closed="left")],
+        "decoupled_epochs": [Interval(Integral, 0, None, closed="left"), "array-like"],
+        "coupled_epochs": [Interval(Integral, 0, None, closed="left"), "array-like"],
+    }
+
+    def __init__(
+        self,
+        *,
+        latent_channels: int = 4,
+        filters: int = 64,
+        kernel_size: int = 3,
+        dynamics: str = "unet",
+        dynamics_filters: int = 64,
+        dropout: float = 0.1,
+        horizons=(1, 2, 3),
+        vae_epochs: int = 50,
+        decoupled_epochs=20,
+        coupled_epochs=20,
+        learning_rate: float = 1e-4,
+        batch_size: int = 1,
+        validation_fraction: float = 0.0,
+        reconstruction_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        edge_weight: float = 1.0,
+        latent_mean_weight: float = 1.0,
+        latent_log_var_weight: float = 1.0,
+        on_divergence: str = "raise",
+        device: str = "auto",
+        precision: str = "float32",
+        jit_compile: bool = False,
+        verbose: int = 0,
+        random_state=None,
+    ):
+        self.latent_channels = latent_channels
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dynamics = dynamics
+        self.dynamics_filters = dynamics_filters
+        self.dropout = dropout
+        self.horizons = horizons
+        self.vae_epochs = vae_epochs
+        self.decoupled_epochs = decoupled_epochs
+        self.coupled_epochs = coupled_epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.reconstruction_weight = reconstruction_weight
+        self.kl_weight = kl_weight
+        self.edge_weight = edge_weight
+        self.latent_mean_weight = latent_mean_weight
+        self.latent_log_var_weight = latent_log_var_weight
+        self.on_divergence = on_divergence
+        self.device = device
+        self.precision = precision
+        self.jit_compile = jit_compile
+        self.verbose = verbose
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train VAEs, then decoupled, then coupled latent dynamics on ``X``.
+
+        Parameters
+        ----------
+        X : xarray.DataArray or xarray.Dataset
+            Tokens from :class:`~skmld.PatchTokenizer` (each token an independent
+            sample), or plain fields already scaled to about [0, 1].
+        y : None
+            Ignored: the target is ``X``'s own future.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X)
+
+    def _make_networks(self, fields, ranges, token_shape):
+        return build_networks(
+            fields, latent_channels=self.latent_channels, filters=self.filters, kernel_size=self.kernel_size,
+            dynamics=self.dynamics, dynamics_filters=self.dynamics_filters, dropout=self.dropout,
+            dtype=self._dtype(),
+        )
+
+    def _stages(self):
+        horizons = self._check_horizons()
+        fields = self.fields_
+        return [
+            Stage("vae", [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")], (self.vae_epochs,)),
+            Stage("decoupled", [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")],
+                  _per_horizon(self.decoupled_epochs, horizons, "decoupled_epochs"), horizons,
+                  coupled=False, train_decoupled=True),
+            Stage("coupled", list(_engine.COUPLED), _per_horizon(self.coupled_epochs, horizons, "coupled_epochs"),
+                  horizons, coupled=True, train_coupled=True),
+        ]

@@ -1,0 +1,73 @@
+"""Per-field variational auto-encoder: VGG-style encoder and mirrored decoder.
+
+Both are fully convolutional (spatial dims ``None``), so a VAE trained on micro
+tokens runs unchanged on a whole meso domain. The encoder halves the grid three
+times (spatial /8).
+"""
+
+import keras
+from keras import layers, ops
+
+from skmld.nn.blocks import conv_stack, leaky_relu
+
+DOWNSAMPLING = 8
+
+
+def build_encoder(
+    filters: int = 64, latent_channels: int = 4, kernel_size: int = 3, *, dtype=None, name: str = "encoder"
+) -> keras.Model:
+    """Encoder ``(B, H, W, 1) -> [z_mean, z_log_var]``, each ``(B, H/8, W/8, latent_channels)``.
+
+    Widths filters, 2·, 4·, 8·filters with one, one, two and two conv units, a
+    max-pool halving before each of the last three blocks.
+    """
+    inputs = keras.Input(shape=(None, None, 1), name=f"{name}_input")
+    x = conv_stack(inputs, filters, 1, kernel_size, dtype=dtype)
+    for width, reps in ((2 * filters, 1), (4 * filters, 2), (8 * filters, 2)):
+        x = layers.MaxPooling2D(2, dtype=dtype)(x)
+        x = conv_stack(x, width, reps, kernel_size, dtype=dtype)
+    # Heads in float32: they feed the KL term and the latent dynamics.
+    z_mean = layers.Conv2D(latent_channels, 3, padding="same", dtype="float32", name="z_mean")(x)
+    z_log_var = layers.Conv2D(latent_channels, 3, padding="same", dtype="float32", name="z_log_var")(x)
+    return keras.Model(inputs, [z_mean, z_log_var], name=name)
+
+
+def build_decoder(
+    filters: int = 64, latent_channels: int = 4, kernel_size: int = 3, *, dtype=None, name: str = "decoder"
+) -> keras.Model:
+    """Decoder ``(B, h, w, latent_channels) -> (B, 8h, 8w, 1)``, the encoder mirrored.
+
+    Three bilinear upsamplings; widths 8·, 8·, 4·, 2·, 1·filters, then a 3×3
+    convolution to one channel (no activation: scaled fields may leave [0, 1]).
+    """
+    inputs = keras.Input(shape=(None, None, latent_channels), name=f"{name}_input")
+    x = layers.Conv2D(8 * filters, 3, padding="same", activation=leaky_relu, dtype=dtype)(inputs)
+    for width, reps in ((8 * filters, 2), (4 * filters, 1), (2 * filters, 1)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", dtype=dtype)(x)
+        x = conv_stack(x, width, reps, kernel_size, dtype=dtype)
+    x = conv_stack(x, filters, 1, kernel_size, dtype=dtype)
+    outputs = layers.Conv2D(1, 3, padding="same", dtype="float32", name="field")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="skmld")
+class Sampling(layers.Layer):
+    """Reparameterised draw ``z = z_mean + exp(z_log_var / 2) * eps``, eps ~ N(0, 1).
+
+    Parameters
+    ----------
+    seed : int or None, default=None
+        Seed of the layer's :class:`keras.random.SeedGenerator`.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, z_mean, z_log_var):
+        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
