@@ -1,0 +1,627 @@
+"""Evaluation metrics for field rollouts: field RMSE, hotspot metrics, calibration, scorers.
+
+Everything here takes xarray objects and returns xarray objects, addresses
+dimensions by name, and is built only from lazy xarray operations, so dask-backed
+inputs stay lazy until ``.compute()`` (or ``float(...)``) is called. No TensorFlow.
+
+The hotspot definitions follow the energetic-materials literature and the
+reference implementation of Azarfar et al. (2025): a pixel is *hot* when its
+temperature is strictly above ``threshold``; the hotspot temperature ``T_hs`` is
+the mean temperature of the hot pixels (0 when there are none), the hotspot area
+``A_hs`` is the hot-pixel count times the pixel area, and their rates are forward
+differences over the time coordinate.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Hashable, Iterable
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "coverage",
+    "field_rmse",
+    "get_scorer",
+    "get_scorer_names",
+    "hotspot_metrics",
+    "hotspot_rmse",
+]
+
+# Units of the canonical fields, used when the data carry no ``units`` attrs.
+DEFAULT_UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
+_FIELD_ORDER = ("sample", "time", "field")
+_TOKEN_DIMS = ("token_y", "token_x", "patch_y", "patch_x")
+_HOTSPOT_VARS = ("T_hs", "A_hs", "dT_hs_dt", "dA_hs_dt")
+# Dimension of the rates: S snapshots give S - 1 forward differences, which
+# cannot share the ``time`` index with the values in one Dataset.
+INTERVAL_DIM = "interval"
+
+
+# ----------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------
+
+
+def _as_array(obj: xr.Dataset | xr.DataArray, name: str = "data") -> xr.DataArray:
+    """Return *obj* as a DataArray, stacking a Dataset's variables along ``field``."""
+    if isinstance(obj, xr.DataArray):
+        return obj
+    if isinstance(obj, xr.Dataset):
+        units = {k: v.attrs.get("units") for k, v in obj.data_vars.items()}
+        try:  # the package converter, when present, is the single source of truth
+            from skmld.fields import as_fields
+
+            arr = as_fields(obj)
+        except (ImportError, ValueError, KeyError, TypeError):
+            arr = obj.to_dataarray(dim="field")
+            order = [d for d in _FIELD_ORDER if d in arr.dims]
+            arr = arr.transpose(*order, ...)
+        if "units" not in arr.coords and all(units.values()):
+            arr = arr.assign_coords(units=("field", [units[f] for f in arr["field"].values]))
+        return arr
+    raise TypeError(
+        f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}."
+    )
+
+
+def _field_units(arr: xr.DataArray) -> dict[Hashable, str]:
+    """Units per field name: from a ``units`` coord, the attrs, or the defaults."""
+    if "field" not in arr.dims:
+        return {}
+    fields = [f.item() if hasattr(f, "item") else f for f in arr["field"].values]
+    if "units" in arr.coords and arr["units"].dims == ("field",):
+        # An empty string marks "no units" (skmld.fields): fall back to the defaults.
+        return {
+            f: str(u) or DEFAULT_UNITS.get(str(f), "")
+            for f, u in zip(fields, arr["units"].values)
+        }
+    return {f: DEFAULT_UNITS.get(str(f), "") for f in fields}
+
+
+def _align_time(a: xr.DataArray, b: xr.DataArray, names: tuple[str, str]) -> tuple:
+    """Align two arrays on their common times; all other dimensions must match exactly."""
+    for dim in set(a.dims) ^ set(b.dims):
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same dimensions; {dim!r} is only in "
+            f"{names[0] if dim in a.dims else names[1]} (dims {a.dims} vs {b.dims}). "
+            "If one of them is in token layout, convert it with "
+            "tokenizer.inverse_transform(...) first."
+        )
+    for dim in a.dims:
+        if dim != "time" and a.sizes[dim] != b.sizes[dim]:
+            raise ValueError(
+                f"{names[0]} and {names[1]} differ in size along {dim!r}: "
+                f"{a.sizes[dim]} vs {b.sizes[dim]}."
+            )
+    # A rollout may be shorter than the truth: compare the times both have.
+    exclude = [d for d in a.dims if d != "time"]
+    a, b = xr.align(a, b, join="inner", exclude=exclude)
+    if "time" in a.dims and a.sizes["time"] == 0:
+        raise ValueError(f"{names[0]} and {names[1]} share no time coordinate values.")
+    return a, b
+
+
+def _temperature(obj: xr.Dataset | xr.DataArray, field: str = "temperature") -> xr.DataArray:
+    """Pick the temperature field out of a Dataset or canonical array."""
+    if isinstance(obj, xr.Dataset):
+        if field not in obj.data_vars:
+            raise ValueError(
+                f"Dataset has no {field!r} variable; variables are {list(obj.data_vars)}."
+            )
+        temp = obj[field]
+    elif isinstance(obj, xr.DataArray):
+        temp = obj
+        if "field" in obj.dims:
+            names = [str(f) for f in obj["field"].values]
+            if field not in names:
+                raise ValueError(f"no {field!r} along dim 'field'; fields are {names}.")
+            unit = _field_units(obj).get(field, "")
+            temp = obj.sel(field=field, drop=True)
+            # Keep the field's units as an attr, not a stray scalar coordinate.
+            temp = temp.drop_vars("units", errors="ignore")
+            if unit and "units" not in temp.attrs:
+                temp = temp.assign_attrs(units=unit)
+    else:
+        raise TypeError(f"temperature must be a DataArray or Dataset, got {type(obj).__name__}.")
+    missing = [d for d in ("y", "x") if d not in temp.dims]
+    if missing:
+        hint = (
+            " The input looks like tokens: convert with tokenizer.inverse_transform(...)."
+            if any(d in temp.dims for d in _TOKEN_DIMS)
+            else ""
+        )
+        raise ValueError(
+            f"temperature is missing spatial dimension(s) {missing}; dims are {temp.dims}.{hint}"
+        )
+    return temp
+
+
+def _coord_spacing(arr: xr.DataArray, dim: str) -> float | None:
+    """Uniform grid spacing along *dim* from its coordinate, or None when unknown."""
+    if dim not in arr.coords or arr.sizes[dim] < 2:
+        return None
+    values = np.asarray(arr[dim].values, dtype=float)
+    return float(np.mean(np.abs(np.diff(values))))
+
+
+def _time_units(arr: xr.DataArray) -> str:
+    if "time" in arr.coords:
+        return str(arr["time"].attrs.get("units", "ns"))
+    return "step"
+
+
+# ----------------------------------------------------------------------------
+# Field RMSE
+# ----------------------------------------------------------------------------
+
+
+def field_rmse(
+    truth: xr.Dataset | xr.DataArray,
+    pred: xr.Dataset | xr.DataArray,
+    *,
+    dim: str | Iterable[str] | None = None,
+) -> xr.DataArray:
+    """Root-mean-square error per field and time step.
+
+    Parameters
+    ----------
+    truth, pred : xarray.DataArray or xarray.Dataset
+        Fields in the same layout: canonical ``("sample", "time", "field", "y",
+        "x")``, a field Dataset, or token layout. Only the time steps both have
+        are compared (a rollout may be shorter than the truth).
+    dim : str or iterable of str, default=None
+        Dimensions to average over. ``None`` averages over every dimension except
+        ``"field"`` and ``"time"`` (samples, space, and token dims if present).
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``"field_rmse"`` with dims ``("field", "time")`` (those present),
+        in the units of the inputs: K, GPa and - for physical fields, and a
+        ``units`` coordinate along ``field``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.DataArray(np.zeros((2, 3, 1, 4, 4)),
+    ...                      dims=("sample", "time", "field", "y", "x"),
+    ...                      coords={"field": ["temperature"]})
+    >>> field_rmse(truth, truth + 5.0).values.tolist()
+    [[5.0, 5.0, 5.0]]
+    """
+    t_arr, p_arr = _align_time(
+        _as_array(truth, "truth"), _as_array(pred, "pred"), ("truth", "pred")
+    )
+    if dim is None:
+        dims = [d for d in t_arr.dims if d not in ("field", "time")]
+    else:
+        dims = [dim] if isinstance(dim, str) else list(dim)
+        missing = [d for d in dims if d not in t_arr.dims]
+        if missing:
+            raise ValueError(f"cannot reduce over {missing}: dims are {t_arr.dims}.")
+    err = t_arr - p_arr
+    rmse = np.sqrt((err**2).mean(dims))
+    units = _field_units(t_arr)
+    if units and "field" in rmse.dims:
+        rmse = rmse.assign_coords(units=("field", [units[f] for f in rmse["field"].values]))
+    order = [d for d in ("field", "time") if d in rmse.dims]
+    rmse = rmse.transpose(*order, ...)
+    rmse.name = "field_rmse"
+    rmse.attrs = {"long_name": "root-mean-square error", "reduced_over": ", ".join(map(str, dims))}
+    return rmse
+
+
+# ----------------------------------------------------------------------------
+# Hotspot metrics
+# ----------------------------------------------------------------------------
+
+
+def hotspot_metrics(
+    temperature: xr.Dataset | xr.DataArray,
+    threshold: float = 875.0,
+    pixel_area: float | None = None,
+    dt: float | None = None,
+) -> xr.Dataset:
+    """Hotspot temperature, area and their rates for every sample and time step.
+
+    Parameters
+    ----------
+    temperature : xarray.DataArray or xarray.Dataset
+        Temperature in K on dims ``(..., "y", "x")`` (usually ``("sample",
+        "time", "y", "x")``), or the canonical field array / field Dataset, from
+        which ``"temperature"`` is selected.
+    threshold : float, default=875.0
+        A pixel is hot when its temperature is strictly above this (K).
+    pixel_area : float, default=None
+        Area of one pixel. ``None`` takes ``dx * dy`` from the mean spacing of the
+        ``x`` and ``y`` coordinates (µm², uniform grid assumed); without those
+        coordinates the area is 1 (a pixel count) and a warning says so.
+    dt : float, default=None
+        Time between snapshots. ``None`` uses the differences of the ``time``
+        coordinate (non-uniform steps allowed); without it, 1 per step.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``T_hs`` and ``A_hs`` on the input's dims without ``y``/``x``;
+        ``dT_hs_dt`` and ``dA_hs_dt`` (forward differences, S - 1 values for S
+        snapshots) with ``time`` replaced by ``"interval"``, whose coordinate is
+        the start time of each interval. Every variable has a ``units`` attr;
+        the Dataset's attrs record ``threshold`` and ``pixel_area``.
+
+    Notes
+    -----
+    ``T_hs = sum(T * [T > θ]) / N_hs`` (0 when ``N_hs = 0``), with
+    ``N_hs = sum([T > θ])`` over ``y`` and ``x``; ``A_hs = N_hs * pixel_area``;
+    ``dM/dt[i] = (M[i + 1] - M[i]) / (t[i + 1] - t[i])``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> T = np.full((1, 2, 4, 4), 300.0)
+    >>> T[0, 1, 0, :2] = [1000.0, 1200.0]          # two hot pixels at t = 1 ns
+    >>> T = xr.DataArray(T, dims=("sample", "time", "y", "x"),
+    ...                  coords={"time": [0.0, 1.0], "y": np.arange(4) * 0.5,
+    ...                          "x": np.arange(4) * 0.5})
+    >>> hs = hotspot_metrics(T)
+    >>> hs["T_hs"].values.tolist(), hs["A_hs"].values.tolist()
+    ([[0.0, 1100.0]], [[0.0, 0.5]])
+    >>> hs["dT_hs_dt"].values.tolist()
+    [[1100.0]]
+    """
+    temp = _temperature(temperature)
+    spatial = ("y", "x")
+    note = None
+    if pixel_area is None:
+        dy, dx = _coord_spacing(temp, "y"), _coord_spacing(temp, "x")
+        if dy is None or dx is None:
+            pixel_area = 1.0
+            area_units = "pixel"
+            note = "no x/y coordinates to derive the pixel area from: A_hs counts pixels"
+            warnings.warn(
+                note + "; pass pixel_area= for physical units.", UserWarning, stacklevel=2
+            )
+        else:
+            pixel_area = dx * dy
+            area_units = f"{temp['x'].attrs.get('units', 'µm')}^2"
+    else:
+        pixel_area = float(pixel_area)
+        area_units = f"{temp['x'].attrs.get('units', 'µm')}^2" if "x" in temp.coords else "µm^2"
+
+    hot = temp > threshold
+    count = hot.sum(spatial)
+    hot_sum = temp.where(hot, 0.0).sum(spatial)
+    # Divide by NaN rather than 0 where there is no hotspot, then replace: no warnings.
+    t_hs = xr.where(count > 0, hot_sum / count.where(count > 0), 0.0)
+    a_hs = count * pixel_area
+
+    temp_units = str(temp.attrs.get("units", "K"))
+    t_units = _time_units(temp)
+    t_hs = t_hs.assign_attrs(units=temp_units, long_name="hotspot temperature")
+    a_hs = a_hs.assign_attrs(units=area_units, long_name="hotspot area")
+    data = {"T_hs": t_hs, "A_hs": a_hs}
+
+    if "time" in temp.dims:
+        data["dT_hs_dt"] = _forward_rate(t_hs, dt).assign_attrs(
+            units=f"{temp_units}/{t_units}", long_name="rate of hotspot temperature"
+        )
+        data["dA_hs_dt"] = _forward_rate(a_hs, dt).assign_attrs(
+            units=f"{area_units}/{t_units}", long_name="rate of hotspot area"
+        )
+    attrs = {"threshold": float(threshold), "threshold_units": temp_units, "pixel_area": pixel_area}
+    if note:
+        attrs["note"] = note
+    return xr.Dataset(data, attrs=attrs)
+
+
+def _forward_rate(values: xr.DataArray, dt: float | None) -> xr.DataArray:
+    """Forward difference over ``time`` on an ``interval`` dim labelled by start times."""
+    # label="lower": each difference sits at the start of its interval.
+    rate = values.diff("time", label="lower")
+    if dt is not None:
+        rate = rate / float(dt)
+    elif "time" in values.coords:
+        t = values["time"]
+        if np.issubdtype(t.dtype, np.timedelta64):
+            t = t / np.timedelta64(1, "ns")
+        steps = np.diff(np.asarray(t.values, dtype=float))
+        rate = rate / xr.DataArray(steps, dims="time")
+    rate = rate.rename(time=INTERVAL_DIM)
+    if INTERVAL_DIM in rate.coords:
+        rate[INTERVAL_DIM].attrs = {
+            "long_name": "start time of the forward-difference interval",
+            "units": _time_units(values),
+        }
+    return rate
+
+
+# ----------------------------------------------------------------------------
+# Hotspot RMSE
+# ----------------------------------------------------------------------------
+
+
+def hotspot_rmse(
+    truth: xr.Dataset | xr.DataArray,
+    pred: xr.Dataset | xr.DataArray,
+    threshold: float = 875.0,
+    pixel_area: float | None = None,
+    dt: float | None = None,
+) -> xr.Dataset:
+    """RMSE of the hotspot metrics between truth and prediction.
+
+    Parameters
+    ----------
+    truth, pred : xarray.DataArray or xarray.Dataset
+        Temperature (or field arrays holding ``"temperature"``) in physical
+        units; see :func:`hotspot_metrics`. Only common time steps are compared.
+    threshold, pixel_area, dt
+        As in :func:`hotspot_metrics`; the pixel area and time step come from
+        ``truth`` and are applied to both, so they cannot differ.
+
+    Returns
+    -------
+    xarray.Dataset
+        For each metric ``M`` in ``T_hs``, ``A_hs``, ``dT_hs_dt``, ``dA_hs_dt``:
+        ``M`` is the RMSE per time step over samples (dim ``time``, or
+        ``interval`` for the rates) and ``M_overall`` the RMSE over samples and
+        times (a scalar), both with the metric's ``units``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> T = xr.DataArray(np.full((2, 3, 4, 4), 1000.0),
+    ...                  dims=("sample", "time", "y", "x"),
+    ...                  coords={"time": [0.0, 1.0, 2.0], "x": np.arange(4.0),
+    ...                          "y": np.arange(4.0)})
+    >>> r = hotspot_rmse(T, T + 10.0)
+    >>> float(r["T_hs_overall"]), float(r["A_hs_overall"])
+    (10.0, 0.0)
+    """
+    t_temp = _temperature(truth)
+    p_temp = _temperature(pred)
+    t_temp, p_temp = _align_time(t_temp, p_temp, ("truth", "pred"))
+    if pixel_area is None:
+        dy, dx = _coord_spacing(t_temp, "y"), _coord_spacing(t_temp, "x")
+        if dy is not None and dx is not None:
+            pixel_area = dx * dy
+    with warnings.catch_warnings():
+        # Warn once (for truth) about a missing pixel area, not twice.
+        m_true = hotspot_metrics(t_temp, threshold, pixel_area, dt)
+        warnings.simplefilter("ignore", UserWarning)
+        m_pred = hotspot_metrics(p_temp, threshold, m_true.attrs["pixel_area"], dt)
+    out = {}
+    for name in _HOTSPOT_VARS:
+        if name not in m_true:
+            continue
+        sq = (m_true[name] - m_pred[name]) ** 2
+        keep = [d for d in ("time", INTERVAL_DIM) if d in sq.dims]
+        attrs = {"units": m_true[name].attrs["units"]}
+        out[name] = np.sqrt(sq.mean([d for d in sq.dims if d not in keep])).assign_attrs(
+            attrs, long_name=f"RMSE of {m_true[name].attrs['long_name']} per time step"
+        )
+        out[f"{name}_overall"] = np.sqrt(sq.mean()).assign_attrs(
+            attrs, long_name=f"RMSE of {m_true[name].attrs['long_name']} over samples and times"
+        )
+    return xr.Dataset(out, attrs=dict(m_true.attrs))
+
+
+# ----------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------
+
+
+def coverage(
+    truth: xr.Dataset | xr.DataArray,
+    mean: xr.Dataset | xr.DataArray,
+    std: xr.Dataset | xr.DataArray,
+    k: float = 1.0,
+) -> xr.Dataset:
+    """Fraction of true values inside the predicted band ``mean ± k·std``.
+
+    For a calibrated Gaussian predictive distribution the fraction approaches
+    ``erf(k / sqrt(2))`` (0.683 for k = 1, 0.954 for k = 2), recorded as the
+    ``nominal`` attr; a lower value means over-confident, a higher one
+    under-confident predictions.
+
+    Parameters
+    ----------
+    truth, mean, std : xarray.DataArray or xarray.Dataset
+        Same layout (physical or token); ``std`` is the predictive standard
+        deviation, as returned by ``predict(X, return_std=True)``. Only common
+        time steps are compared.
+    k : float, default=1.0
+        Half-width of the band in standard deviations.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``coverage`` per field (dim ``field``; a scalar without one) and
+        ``coverage_overall`` over everything, fractions in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.DataArray([[0.0, 1.0, 2.0, 3.0]], dims=("field", "x"),
+    ...                      coords={"field": ["pressure"]})
+    >>> mean = xr.zeros_like(truth)
+    >>> float(coverage(truth, mean, xr.ones_like(truth) * 1.5)["coverage_overall"])
+    0.5
+    """
+    if k < 0:
+        raise ValueError(f"k must be non-negative, got {k}.")
+    t_arr = _as_array(truth, "truth")
+    m_arr = _as_array(mean, "mean")
+    s_arr = _as_array(std, "std")
+    t_arr, m_arr = _align_time(t_arr, m_arr, ("truth", "mean"))
+    m_arr, s_arr = _align_time(m_arr, s_arr, ("mean", "std"))
+    t_arr = t_arr.sel(time=m_arr["time"]) if "time" in m_arr.coords else t_arr
+    inside = (np.abs(t_arr - m_arr) <= k * s_arr).astype(float)
+    per_field = inside.mean([d for d in inside.dims if d != "field"])
+    nominal = math.erf(k / math.sqrt(2.0))
+    attrs = {"k": float(k), "nominal": nominal, "units": "1"}
+    return xr.Dataset(
+        {
+            "coverage": per_field.assign_attrs(attrs, long_name="coverage per field"),
+            "coverage_overall": inside.mean().assign_attrs(attrs, long_name="coverage"),
+        },
+        attrs={"k": float(k), "nominal": nominal},
+    )
+
+
+# ----------------------------------------------------------------------------
+# scikit-learn scorers
+# ----------------------------------------------------------------------------
+
+
+def _rollout(estimator: Any, X: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """Predict from X's first step and return the rollout in X's (physical) layout."""
+    pred = estimator.predict(X)
+    if isinstance(pred, tuple):  # (mean, std): score the mean
+        pred = pred[0]
+    dims = getattr(pred, "dims", ())
+    if any(d in dims for d in _TOKEN_DIMS) and hasattr(estimator, "steps"):
+        # A Pipeline tokenizer -> dynamics predicts tokens; its transformers
+        # (all invertible) bring them back to K / GPa / - on X's grid.
+        transformers = estimator[:-1]
+        if not hasattr(transformers, "inverse_transform"):
+            raise ValueError(
+                "the pipeline predicts tokens but its transformers cannot inverse_transform them."
+            )
+        pred = transformers.inverse_transform(pred)
+    return _as_array(pred, "prediction")
+
+
+def _after_first(truth: xr.DataArray, pred: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Drop the initial state, which every rollout starts from."""
+    truth, pred = _align_time(truth, pred, ("X", "prediction"))
+    if "time" in truth.dims:
+        if truth.sizes["time"] < 2:
+            raise ValueError("scoring a rollout needs at least two time steps in X.")
+        truth, pred = truth.isel(time=slice(1, None)), pred.isel(time=slice(1, None))
+    return truth, pred
+
+
+def _r2_physical(truth: xr.DataArray, pred: xr.DataArray) -> float:
+    """Uniform average over fields of each field's R² (fields weigh equally)."""
+    per = [d for d in truth.dims if d != "field"]
+    ss_res = ((truth - pred) ** 2).sum(per)
+    ss_tot = ((truth - truth.mean(per)) ** 2).sum(per)
+    r2 = 1.0 - ss_res / ss_tot.where(ss_tot > 0)
+    return float(r2.mean())
+
+
+class _Scorer:
+    """Picklable ``scorer(estimator, X, y=None) -> float``, higher is better."""
+
+    def __init__(self, name: str, kind: str, **options: Any) -> None:
+        self.name = name
+        self.kind = kind
+        self.options = options
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"skmld.metrics.get_scorer({self.name!r}{opts})"
+
+    def __call__(self, estimator: Any, X: xr.Dataset | xr.DataArray, y: Any = None, **kw) -> float:
+        if self.kind == "r2" and hasattr(estimator, "score"):
+            return float(estimator.score(X))
+        truth = _as_array(X, "X")
+        truth, pred = _after_first(truth, _rollout(estimator, X))
+        if self.kind == "r2":
+            return _r2_physical(truth, pred)
+        if self.kind == "field_rmse":
+            field = self.options.get("field")
+            if field is not None:
+                truth, pred = truth.sel(field=[field]), pred.sel(field=[field])
+            per = [d for d in truth.dims if d != "field"]
+            rmse = np.sqrt(((truth - pred) ** 2).mean(per))
+            return -float(rmse.mean())
+        ds = hotspot_rmse(truth, pred, threshold=self.options.get("threshold", 875.0))
+        return -float(ds[f"{self.kind}_overall"])
+
+
+# name -> (kind, short description)
+_SCORERS: dict[str, tuple[str, str]] = {
+    "r2": ("r2", "the estimator's own score(X): R² of the rollout"),
+    "neg_field_rmse": ("field_rmse", "minus the field RMSE in physical units"),
+    "neg_hotspot_temperature_rmse": ("T_hs", "minus the RMSE of T_hs [K]"),
+    "neg_hotspot_area_rmse": ("A_hs", "minus the RMSE of A_hs [µm²]"),
+}
+
+
+def get_scorer_names() -> list[str]:
+    """Names accepted by :func:`get_scorer`.
+
+    Examples
+    --------
+    >>> get_scorer_names()
+    ['neg_field_rmse', 'neg_hotspot_area_rmse', 'neg_hotspot_temperature_rmse', 'r2']
+    """
+    return sorted(_SCORERS)
+
+
+def get_scorer(
+    name: str = "r2",
+    *,
+    threshold: float = 875.0,
+    field: str | None = None,
+) -> Callable[..., float]:
+    """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``, higher is better.
+
+    The rollout ``estimator.predict(X)`` starts from X's first time step; it is
+    compared with ``X`` on the times after the first. When ``estimator`` is a
+    Pipeline whose prediction is in token layout (tokenizer first), the
+    prediction is mapped back to physical units with the pipeline's
+    transformers' ``inverse_transform`` before comparing; a bare estimator's
+    prediction is compared with ``X`` as is.
+
+    Parameters
+    ----------
+    name : str, default="r2"
+        ``"r2"``: ``estimator.score(X)``, i.e. the contract's R² of the rollout
+        over all fields, tokens and times after the first, computed on the
+        tokenizer's [0, 1]-scaled fields so that every field weighs equally
+        (identical to ``scoring=None``); for an estimator without ``score``, the
+        average over fields of the per-field R² in physical units.
+        ``"neg_field_rmse"``: minus the mean over fields of each field's RMSE in
+        physical units (temperature dominates; pass ``field=``).
+        ``"neg_hotspot_temperature_rmse"`` / ``"neg_hotspot_area_rmse"``: minus the
+        overall RMSE of ``T_hs`` [K] / ``A_hs`` [µm²] over samples and times.
+    threshold : float, default=875.0
+        Hotspot threshold in K for the hotspot scorers.
+    field : str, default=None
+        Restrict ``"neg_field_rmse"`` to one field.
+
+    Returns
+    -------
+    callable
+        Picklable, usable as ``scoring=`` in ``cross_val_score``,
+        ``cross_validate`` (also in a dict of scorers) and ``GridSearchCV``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> scorer = get_scorer("neg_field_rmse")
+    >>> scorer
+    skmld.metrics.get_scorer('neg_field_rmse')
+    """
+    if name not in _SCORERS:
+        raise ValueError(
+            f"unknown scorer {name!r}; valid names are {get_scorer_names()}."
+        )
+    kind = _SCORERS[name][0]
+    options: dict[str, Any] = {}
+    if kind in ("T_hs", "A_hs") and threshold != 875.0:
+        options["threshold"] = float(threshold)
+    if field is not None:
+        if kind != "field_rmse":
+            raise ValueError(f"field= applies only to 'neg_field_rmse', not {name!r}.")
+        options["field"] = field
+    return _Scorer(name, kind, **options)
