@@ -72,7 +72,9 @@ def plot_rollout(
         Physical fields, dims ``("sample", "time", "field", "y", "x")`` or a
         field Dataset; ``pred`` as returned by ``inverse_transform(predict(X))``.
     std : xarray.DataArray or xarray.Dataset, default=None
-        Predicted standard deviation in the same layout, or None.
+        Predicted standard deviation in the same layout, or None. The tokenizer's
+        scaling is affine, so a token std converts to physical units as
+        ``inv(mean + std) - inv(mean)`` with ``inv = pipe["tokens"].inverse_transform``.
     sample : int, default=0
         Position of the sample to show.
     times : sequence of int, default=None
@@ -316,6 +318,8 @@ def plot_history(
                 terms.append(base)
     if not terms:
         raise ValueError("history has no loss terms (only 'stage', 'horizon', 'epoch').")
+    # The total loss first, the terms it is made of after it.
+    terms.sort(key=lambda term: term != "loss")
 
     stages = list(dict.fromkeys(str(r.get("stage", "")) for r in history))
     colours = {s: f"C{i % 10}" for i, s in enumerate(stages)}
