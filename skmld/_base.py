@@ -188,7 +188,8 @@ class LatentDynamicsEstimator(BaseEstimator):
         self._check_token_side(layout.domain_shape if self._whole_domain else layout.token_shape)
         self.fields_ = list(layout.fields)
         self.ranges_ = None if layout.ranges is None else {f: tuple(r) for f, r in zip(self.fields_, layout.ranges)}
-        self.token_shape_ = tuple(layout.token_shape)
+        self.token_shape_ = self._fitted_token_shape(layout)
+        self.__dict__.pop("_rollout_fn", None)
         self.latent_shape_ = (self.token_shape_[0] // DOWNSAMPLING, self.token_shape_[1] // DOWNSAMPLING,
                               self._latent_channels())
         self.history_ = []
@@ -216,6 +217,25 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     def _latent_channels(self) -> int:
         return self.latent_channels
+
+    def _fitted_token_shape(self, layout) -> tuple:
+        return tuple(layout.token_shape)
+
+    def _check_token_shape(self, layout, token_shape, name: str, fitted_on: str) -> None:
+        """Tokens must have ``token_shape``; plain whole-domain fields a whole number of them."""
+        token_shape = tuple(token_shape)
+        if layout.tokens or not self._whole_domain:
+            if tuple(layout.token_shape) != token_shape:
+                raise ValueError(
+                    f"{name} has token shape {tuple(layout.token_shape)} but {fitted_on} has token shape "
+                    f"{token_shape}; tokenize with PatchTokenizer(patch_size={token_shape})."
+                )
+        elif any(d % t for d, t in zip(layout.domain_shape, token_shape)):
+            raise ValueError(
+                f"{name} is a plain field grid of shape {layout.domain_shape}, not a whole number of "
+                f"{fitted_on}'s tokens {token_shape}; pass it through PatchTokenizer(patch_size={token_shape}), "
+                "which pads it."
+            )
 
     def _weights(self) -> dict:
         return {
@@ -327,18 +347,16 @@ class LatentDynamicsEstimator(BaseEstimator):
                 f"{name} has fields {layout.fields} but {type(self).__name__} was fitted on {self.fields_} "
                 f"(missing: {missing}, unexpected: {extra}); pass the same fields in the same order."
             )
-        if tuple(layout.token_shape) != self.token_shape_:
-            raise ValueError(
-                f"{name} has token shape {tuple(layout.token_shape)} but {type(self).__name__} was fitted on "
-                f"token shape {self.token_shape_}; tokenize with PatchTokenizer(patch_size={self.token_shape_})."
-            )
+        self._check_token_shape(layout, self.token_shape_, name, f"the fitted {type(self).__name__}")
         if self._whole_domain:
             self._check_token_side(layout.domain_shape)
         return x, layout
 
     def _rollout(self, x, n_steps, n_draws, seed):
         """Rollout of arrays ``(N, T, H, W, F)`` from their first frame, batched over samples."""
-        fn = _engine.make_rollout(self._networks, self._time_ratio, self.jit_compile)
+        fn = self.__dict__.get("_rollout_fn")
+        if fn is None:  # traced once per fitted model, then reused by every predict/score
+            fn = self._rollout_fn = _engine.make_rollout(self._networks, self._time_ratio, self.jit_compile)
         outs = []
         with self._device_scope():
             for sl in _engine.batches(x.shape[0], max(self.batch_size, 8)):
@@ -470,6 +488,7 @@ class LatentDynamicsEstimator(BaseEstimator):
     # -- pickling ----------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_rollout_fn", None)
         nets = state.pop("_networks", None)
         if nets is not None:
             state["_networks_state"] = {

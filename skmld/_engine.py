@@ -100,14 +100,16 @@ def make_vae_step(nets: Networks, frames: tf.Tensor, weights: dict, optimizer, v
         )
         return terms
 
-    @tf.function(jit_compile=jit)
+    spec = [tf.TensorSpec([None], tf.int32)]  # any batch size, one trace
+
+    @tf.function(jit_compile=jit, input_signature=spec)
     def train_step(idx):
         with tf.GradientTape() as tape:
             terms = losses(idx, True)
         _apply(optimizer, tape, terms["loss"], variables)
         return terms
 
-    @tf.function(jit_compile=jit)
+    @tf.function(jit_compile=jit, input_signature=spec)
     def eval_step(idx):
         return losses(idx, False)
 
@@ -175,14 +177,16 @@ def make_dynamics_step(
         )
         return terms
 
-    @tf.function(jit_compile=jit)
+    spec = [tf.TensorSpec([None], tf.int32)] * 2  # any batch size, one trace
+
+    @tf.function(jit_compile=jit, input_signature=spec)
     def train_step(n, t0):
         with tf.GradientTape() as tape:
             terms = losses(n, t0, True)
         _apply(optimizer, tape, terms["loss"], variables)
         return terms
 
-    @tf.function(jit_compile=jit)
+    @tf.function(jit_compile=jit, input_signature=spec)
     def eval_step(n, t0):
         return losses(n, t0, False)
 

@@ -1,0 +1,293 @@
+"""MesoDynamicsEstimator: micro building blocks transferred to the meso scale."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import keras
+import numpy as np
+from sklearn.base import _fit_context, clone
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from skmld import _engine
+from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
+from skmld.micro import build_networks
+from skmld.nn.dynamics import DYNAMICS
+
+FREEZABLE = ("vae", "decoupled")
+# Architecture parameters: taken from the backbone when there is one.
+_ARCH = {"latent_channels": 4, "filters": 64, "kernel_size": 3, "dynamics": "unet", "dynamics_filters": 64,
+         "dropout": 0.1}
+
+
+class MesoDynamicsEstimator(LatentDynamicsEstimator):
+    """Meso-scale latent dynamics learnt from a few meso simulations.
+
+    With a fitted :class:`~skmld.MicroDynamicsEstimator` as ``backbone``, the
+    meso token grid is reassembled into the whole domain, encoded with the
+    backbone's (convolutional) encoders, and stepped by a model whose decoupled
+    pairs are the backbone's and whose coupled pair starts from the backbone's
+    coupled pair and learns the cross-token coupling on the meso data. One
+    meso step is ``time_ratio`` micro steps. Parts named in ``freeze`` stay
+    bit-identical; the others are fine-tuned on copies (the backbone itself is
+    never modified).
+
+    With ``backbone=None`` the same architecture is trained from scratch on
+    the meso data alone (VAEs, decoupled pairs, coupled pair): the baseline
+    that tells what the transfer buys.
+
+    Parameters
+    ----------
+    backbone : MicroDynamicsEstimator or None, default=None
+        A fitted micro estimator. :func:`sklearn.base.clone` keeps it as it is
+        (fitted), so cross-validation never refits or unfits it.
+    time_ratio : int, default=2
+        Micro steps per meso step.
+    freeze : sequence of {"vae", "decoupled"}, default=("vae", "decoupled")
+        Backbone parts kept frozen. An unfrozen VAE is fine-tuned in a first
+        stage; unfrozen decoupled pairs train with the coupled pair.
+    horizons : sequence of int, default=(1, 2, 3)
+        Curriculum of meso prediction horizons.
+    epochs : int or sequence of int, default=20
+        Epochs per horizon of the meso (coupled) stage.
+    vae_epochs : int, default=50
+        Epochs of the VAE stage (from scratch, or unfrozen VAE).
+    decoupled_epochs : int or sequence of int, default=20
+        Epochs per horizon of the decoupled stage (from scratch only).
+    latent_channels, filters, kernel_size, dynamics, dynamics_filters, dropout : default=None
+        Architecture, as for :class:`~skmld.MicroDynamicsEstimator`. ``None``
+        takes the backbone's (or the micro defaults from scratch); a value that
+        contradicts the backbone raises ``ValueError``.
+    learning_rate, batch_size, validation_fraction, reconstruction_weight, kl_weight, \
+edge_weight, latent_mean_weight, latent_log_var_weight, on_divergence, device, precision, \
+jit_compile, verbose, random_state :
+        As for :class:`~skmld.MicroDynamicsEstimator`.
+
+    Attributes
+    ----------
+    fields_, ranges_, token_shape_, latent_shape_, history_ :
+        As for :class:`~skmld.MicroDynamicsEstimator`; ``token_shape_`` is the
+        backbone's token shape (the tokens the domain is made of).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import Pipeline
+    >>> from skmld import PatchTokenizer, MicroDynamicsEstimator, MesoDynamicsEstimator
+    >>> from skmld.datasets import make_pore_collapse
+    >>> tiny = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, random_state=0)
+    >>> micro_X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=4, random_state=0)
+    >>> micro = Pipeline([("tokens", PatchTokenizer()),
+    ...                   ("micro", MicroDynamicsEstimator(decoupled_epochs=1, coupled_epochs=1, **tiny))]).fit(micro_X)
+    >>> meso_X = make_pore_collapse("meso", 1, shape=(64, 64), n_steps=3, random_state=1)
+    >>> meso = Pipeline([("tokens", PatchTokenizer(patch_size=micro["tokens"].token_shape_,
+    ...                                           ranges=micro["tokens"].ranges_)),
+    ...                  ("meso", MesoDynamicsEstimator(micro["micro"], epochs=1, horizons=(1,),
+    ...                                                 random_state=0))]).fit(meso_X)
+    >>> meso.predict(meso_X).sizes["token_y"]
+    2
+    """
+
+    _whole_domain = True
+
+    _parameter_constraints: dict = {
+        **LatentDynamicsEstimator._parameter_constraints,
+        "backbone": [None, LatentDynamicsEstimator],
+        "time_ratio": [Interval(Integral, 1, None, closed="left")],
+        "freeze": ["array-like"],
+        "epochs": [Interval(Integral, 0, None, closed="left"), "array-like"],
+        "vae_epochs": [Interval(Integral, 0, None, closed="left")],
+        "decoupled_epochs": [Interval(Integral, 0, None, closed="left"), "array-like"],
+        "latent_channels": [None, Interval(Integral, 1, None, closed="left")],
+        "filters": [None, Interval(Integral, 1, None, closed="left")],
+        "kernel_size": [None, Interval(Integral, 1, None, closed="left")],
+        "dynamics": [None, StrOptions(set(DYNAMICS))],
+        "dynamics_filters": [None, Interval(Integral, 1, None, closed="left")],
+        "dropout": [None, Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        backbone=None,
+        *,
+        time_ratio: int = 2,
+        freeze=("vae", "decoupled"),
+        horizons=(1, 2, 3),
+        epochs=20,
+        vae_epochs: int = 50,
+        decoupled_epochs=20,
+        latent_channels: int | None = None,
+        filters: int | None = None,
+        kernel_size: int | None = None,
+        dynamics: str | None = None,
+        dynamics_filters: int | None = None,
+        dropout: float | None = None,
+        learning_rate: float = 1e-4,
+        batch_size: int = 1,
+        validation_fraction: float = 0.0,
+        reconstruction_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        edge_weight: float = 1.0,
+        latent_mean_weight: float = 1.0,
+        latent_log_var_weight: float = 1.0,
+        on_divergence: str = "raise",
+        device: str = "auto",
+        precision: str = "float32",
+        jit_compile: bool = False,
+        verbose: int = 0,
+        random_state=None,
+    ):
+        self.backbone = backbone
+        self.time_ratio = time_ratio
+        self.freeze = freeze
+        self.horizons = horizons
+        self.epochs = epochs
+        self.vae_epochs = vae_epochs
+        self.decoupled_epochs = decoupled_epochs
+        self.latent_channels = latent_channels
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dynamics = dynamics
+        self.dynamics_filters = dynamics_filters
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.reconstruction_weight = reconstruction_weight
+        self.kl_weight = kl_weight
+        self.edge_weight = edge_weight
+        self.latent_mean_weight = latent_mean_weight
+        self.latent_log_var_weight = latent_log_var_weight
+        self.on_divergence = on_divergence
+        self.device = device
+        self.precision = precision
+        self.jit_compile = jit_compile
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def __sklearn_clone__(self):
+        # Like sklearn.frozen.FrozenEstimator for the backbone: clone everything else.
+        params = self.get_params(deep=False)
+        backbone = params.pop("backbone")
+        return type(self)(backbone, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the meso dynamics on ``X`` (meso tokens, or plain scaled meso fields).
+
+        Parameters
+        ----------
+        X : xarray.DataArray or xarray.Dataset
+            PatchTokenizer output with the backbone's token shape and scaling
+            ranges; or plain fields whose grid is a whole number of tokens.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        frozen = tuple(self.freeze)
+        if not set(frozen) <= set(FREEZABLE):
+            raise ValueError(f"freeze must name parts among {FREEZABLE}, got {self.freeze!r}.")
+        return self._fit(X)
+
+    # -- architecture -------------------------------------------------------------
+    def _arch(self, name):
+        value = getattr(self, name)
+        if self.backbone is not None:
+            return getattr(self.backbone, name) if value is None else value
+        return _ARCH[name] if value is None else value
+
+    def _latent_channels(self) -> int:
+        return self._arch("latent_channels")
+
+    def _dynamics_kind(self) -> str:
+        return self._arch("dynamics")
+
+    @property
+    def _time_ratio(self) -> int:
+        return self.time_ratio
+
+    def _fitted_token_shape(self, layout):
+        return tuple(self.backbone.token_shape_) if self.backbone is not None else tuple(layout.token_shape)
+
+    def _check_compatible(self, layout):
+        bb = self.backbone
+        if bb is None:
+            return
+        check_is_fitted(bb, msg="backbone must be a fitted MicroDynamicsEstimator; fit it on micro data first.")
+        for name in _ARCH:
+            ours = getattr(self, name)
+            if ours is not None and ours != getattr(bb, name):
+                raise ValueError(
+                    f"{name}={ours!r} but the backbone has {name}={getattr(bb, name)!r}; leave {name}=None "
+                    "to take the backbone's."
+                )
+        if layout.fields != bb.fields_:
+            raise ValueError(
+                f"The meso data has fields {layout.fields} but the backbone was fitted on {bb.fields_}; "
+                "pass the same fields in the same order."
+            )
+        ours, theirs = layout.ranges, bb.ranges_
+        if (ours is None) != (theirs is None) or (
+            ours is not None and not np.allclose(ours, [theirs[f] for f in bb.fields_], rtol=1e-6)
+        ):
+            raise ValueError(
+                f"The meso data was scaled with ranges {ours} but the backbone with "
+                f"{None if theirs is None else [list(theirs[f]) for f in bb.fields_]}; scale both alike, e.g. "
+                "PatchTokenizer(ranges=micro_pipeline['tokens'].ranges_) for the meso tokens."
+            )
+        self._check_token_shape(layout, bb.token_shape_, "The meso data", "the backbone")
+
+    def _make_networks(self, fields, ranges, token_shape):
+        if self.backbone is None:
+            return build_networks(fields, dtype=self._dtype(), **{k: self._arch(k) for k in _ARCH})
+        bb = self.backbone._networks
+        models = dict(bb.models)
+        # Trained parts are copies: the backbone stays bit-identical.
+        for name in self._owned_names():
+            src = bb.models[name]
+            copy = keras.models.clone_model(src)
+            copy.set_weights(src.get_weights())
+            models[name] = copy
+        return _engine.Networks(models, list(bb.fields), bb.latent_channels)
+
+    def _owned_names(self) -> list:
+        fields = self.backbone.fields_
+        names = list(_engine.COUPLED)
+        if "vae" not in self.freeze:
+            names += [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")]
+        if "decoupled" not in self.freeze:
+            names += [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")]
+        return names
+
+    def _stages(self):
+        horizons = self._check_horizons()
+        fields = self.fields_
+        vae = [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")]
+        decoupled = [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")]
+        meso_epochs = _per_horizon(self.epochs, horizons, "epochs")
+        if self.backbone is None:
+            return [
+                Stage("vae", vae, (self.vae_epochs,)),
+                Stage("decoupled", decoupled, _per_horizon(self.decoupled_epochs, horizons, "decoupled_epochs"),
+                      horizons, coupled=False, train_decoupled=True),
+                Stage("meso", list(_engine.COUPLED), meso_epochs, horizons, train_coupled=True),
+            ]
+        stages = [] if "vae" in self.freeze else [Stage("vae", vae, (self.vae_epochs,))]
+        train_decoupled = "decoupled" not in self.freeze
+        trainable = list(_engine.COUPLED) + (decoupled if train_decoupled else [])
+        return stages + [Stage("meso", trainable, meso_epochs, horizons, train_decoupled=train_decoupled,
+                               train_coupled=True)]
+
+    # -- pickling: the backbone pickles itself; keep only the parts we own ----------
+    def _own_models(self, nets):
+        if self.backbone is None:
+            return nets.models
+        return {name: nets.models[name] for name in self._owned_names()}
+
+    def _restore_networks(self, models, fields, latent_channels):
+        if self.backbone is not None:
+            models = {**self.backbone._networks.models, **models}
+        return _engine.Networks(models, fields, latent_channels)
