@@ -473,6 +473,15 @@ class LatentDynamicsEstimator(BaseEstimator):
                         grid_shape=grid, sample=da["sample"], time=da["time"], attrs=attrs)
         return from_domain(x, layout)
 
+    def save(self, path) -> None:
+        """Write the fitted estimator to ``path`` in skmld's safe, pickle-free format.
+
+        Read it back with :func:`skmld.load`; see :mod:`skmld.persistence`.
+        """
+        from skmld.persistence import save
+
+        save(self, path)
+
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_networks")
 
