@@ -93,6 +93,7 @@ class LatentDynamicsEstimator(BaseEstimator):
         "edge_weight": [Interval(Real, 0, None, closed="left")],
         "latent_mean_weight": [Interval(Real, 0, None, closed="left")],
         "latent_log_var_weight": [Interval(Real, 0, None, closed="left")],
+        "multistep_weight": [Interval(Real, 0, None, closed="left")],
         "on_divergence": [StrOptions({"raise", "restore"})],
         "device": [StrOptions({"auto", "cpu", "gpu"})],
         "precision": [StrOptions(set(PRECISIONS))],
@@ -244,6 +245,7 @@ class LatentDynamicsEstimator(BaseEstimator):
             "edge": self.edge_weight,
             "latent_mean": self.latent_mean_weight,
             "latent_log_var": self.latent_log_var_weight,
+            "multistep": self.multistep_weight,
         }
 
     def _train(self, x_train, x_val, horizons, seed):

@@ -60,7 +60,7 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         takes the backbone's (or the micro defaults from scratch); a value that
         contradicts the backbone raises ``ValueError``.
     learning_rate, batch_size, validation_fraction, reconstruction_weight, kl_weight, \
-edge_weight, latent_mean_weight, latent_log_var_weight, on_divergence, device, precision, \
+edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, on_divergence, device, precision, \
 jit_compile, verbose, random_state :
         As for :class:`~skmld.MicroDynamicsEstimator`.
 
@@ -130,6 +130,7 @@ jit_compile, verbose, random_state :
         edge_weight: float = 1.0,
         latent_mean_weight: float = 1.0,
         latent_log_var_weight: float = 1.0,
+        multistep_weight: float = 1.0,
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -158,6 +159,7 @@ jit_compile, verbose, random_state :
         self.edge_weight = edge_weight
         self.latent_mean_weight = latent_mean_weight
         self.latent_log_var_weight = latent_log_var_weight
+        self.multistep_weight = multistep_weight
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision

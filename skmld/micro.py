@@ -74,8 +74,10 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
     reconstruction_weight, kl_weight, edge_weight : float, default=1.0
         VAE loss weights (summed squared error, KL, edge-boosting MAE).
     latent_mean_weight, latent_log_var_weight : float, default=1.0
-        Weights of the latent consistency terms of the dynamics loss (its
-        reconstruction term uses ``reconstruction_weight``).
+        Weights of the latent consistency terms of the dynamics loss.
+    multistep_weight : float, default=1.0
+        Weight of the dynamics loss's multi-step reconstruction MSE (fields
+        decoded from sampled latents at every predicted step).
     on_divergence : {"raise", "restore"}, default="raise"
         On a NaN/inf loss: raise :class:`~skmld.exceptions.DivergenceError`
         (keeping the last good weights), or roll back the epoch, halve the
@@ -158,6 +160,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         edge_weight: float = 1.0,
         latent_mean_weight: float = 1.0,
         latent_log_var_weight: float = 1.0,
+        multistep_weight: float = 1.0,
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -183,6 +186,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self.edge_weight = edge_weight
         self.latent_mean_weight = latent_mean_weight
         self.latent_log_var_weight = latent_log_var_weight
+        self.multistep_weight = multistep_weight
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision

@@ -17,3 +17,46 @@ def pytest_configure(config):
     except ImportError:  # the data layer's tests need no TensorFlow
         return
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
+# -- shared tiny fitted models (built once per test process) -----------------------
+import pytest  # noqa: E402
+
+TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, batch_size=8, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def micro_X():
+    """3 micro samples, 32 × 64 grid: two 32 × 32 tokens each."""
+    from skmld.datasets import make_pore_collapse
+
+    return make_pore_collapse("micro", 3, shape=(32, 64), n_steps=4, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def meso_X():
+    """4 meso samples, 64 × 64 grid: 2 × 2 tokens of the micro size."""
+    from skmld.datasets import make_pore_collapse
+
+    return make_pore_collapse("meso", 4, shape=(64, 64), n_steps=4, random_state=1)
+
+
+@pytest.fixture(scope="session")
+def micro_pipe(micro_X):
+    from sklearn.pipeline import Pipeline
+
+    from skmld import MicroDynamicsEstimator, PatchTokenizer
+
+    est = MicroDynamicsEstimator(decoupled_epochs=1, coupled_epochs=1, **TINY)
+    return Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+
+
+@pytest.fixture(scope="session")
+def meso_pipe(micro_pipe, meso_X):
+    from sklearn.pipeline import Pipeline
+
+    from skmld import MesoDynamicsEstimator, PatchTokenizer
+
+    tokens = PatchTokenizer(patch_size=micro_pipe["tokens"].token_shape_, ranges=micro_pipe["tokens"].ranges_)
+    est = MesoDynamicsEstimator(micro_pipe["micro"], epochs=1, horizons=(1,), batch_size=8, random_state=0)
+    return Pipeline([("tokens", tokens), ("meso", est)]).fit(meso_X)

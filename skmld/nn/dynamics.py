@@ -18,7 +18,8 @@ def build_unet(
     """U-Net with 3 resolution levels (2 halvings), 3 conv units per level and skips.
 
     Dropout on the input regularises the autoregressive map against its own
-    prediction errors. The head is linear: latents are signed and unbounded.
+    prediction errors. The head is linear (latents are signed and unbounded) and
+    zero-initialised.
     Spatial sides must be multiples of 4.
     """
     inputs = keras.Input(shape=(None, None, in_channels), name=f"{name}_input")
@@ -31,8 +32,14 @@ def build_unet(
         x = layers.Concatenate(dtype=dtype)([x, skip])
         x = conv_stack(x, width, 3, dtype=dtype)
     x = conv_unit(x, filters, 1, dtype=dtype)
-    outputs = layers.Conv2D(out_channels, 1, dtype="float32", name="delta")(x)
+    outputs = _delta_head(x, out_channels)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _delta_head(x, out_channels: int):
+    # Zero-initialised: an untrained map predicts no change, so a fresh network is
+    # exact persistence and the coupled stage starts from the decoupled solution.
+    return layers.Conv2D(out_channels, 1, dtype="float32", kernel_initializer="zeros", name="delta")(x)
 
 
 def _bottleneck(x, width: int, out_channels: int, *, dtype=None):
@@ -57,7 +64,7 @@ def build_resnet(
     widths = (filters, 2 * filters, 2 * filters, 4 * filters)
     for i, width in enumerate(widths):
         x = _bottleneck(x, width, out_channels if i == len(widths) - 1 else 4 * width, dtype=dtype)
-    outputs = layers.Conv2D(out_channels, 1, dtype="float32", name="delta")(x)
+    outputs = _delta_head(x, out_channels)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,0 +1,191 @@
+"""MesoDynamicsEstimator: backbone checks, frozen parts, time ratio, CV without refitting the backbone."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer, as_fields
+from skmld import _engine
+from skmld.datasets import make_pore_collapse
+
+MESO = dict(epochs=1, horizons=(1,), batch_size=8, random_state=0)
+
+
+def weights(models: dict) -> dict:
+    return {k: [w.copy() for w in m.get_weights()] for k, m in models.items()}
+
+
+def assert_weights_equal(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        for x, y in zip(a[k], b[k]):
+            np.testing.assert_array_equal(x, y, err_msg=k)
+
+
+def meso_tokenizer(micro_pipe, **overrides):
+    kw = dict(patch_size=micro_pipe["tokens"].token_shape_, ranges=micro_pipe["tokens"].ranges_)
+    return PatchTokenizer(**{**kw, **overrides})
+
+
+def test_predict_layout_and_physical_fields(meso_pipe, meso_X):
+    pred = meso_pipe.predict(meso_X)
+    tokens = meso_pipe["tokens"].transform(meso_X)
+    assert pred.dims == tokens.dims and pred.shape == tokens.shape
+    fields = meso_pipe["tokens"].inverse_transform(pred)
+    assert fields["temperature"].shape == meso_X["temperature"].shape
+    assert fields["temperature"].attrs.get("units") == meso_X["temperature"].attrs["units"]
+    mean, std = meso_pipe["meso"].predict(tokens, return_std=True, n_draws=3)
+    np.testing.assert_array_equal(mean.values, pred.values)
+    assert (std.values >= 0).all() and (std.values > 0).any()
+    z = meso_pipe["meso"].encode(tokens)
+    assert z["z_mean"].sizes["token_y"] == 2 and z["z_mean"].sizes["latent_y"] == 4
+    assert meso_pipe["meso"].decode(z).shape == tokens.shape
+    assert np.isfinite(meso_pipe.score(meso_X))
+
+
+def test_grid_not_whole_tokens_is_padded(micro_pipe):
+    X = make_pore_collapse("meso", 1, shape=(40, 64), n_steps=3, random_state=2)
+    pipe = Pipeline([("tokens", meso_tokenizer(micro_pipe)),
+                     ("meso", MesoDynamicsEstimator(micro_pipe["micro"], **{**MESO, "epochs": 0}))]).fit(X)
+    back = pipe["tokens"].inverse_transform(pipe.predict(X))
+    assert back["pressure"].shape == X["pressure"].shape
+    np.testing.assert_array_equal(back["y"].values, X["y"].values)
+
+
+def test_frozen_parts_bit_identical_and_coupled_starts_from_backbone(micro_pipe, meso_X, monkeypatch):
+    backbone = micro_pipe["micro"]
+    before = weights(backbone._networks.models)
+    starts = []
+    original = _engine.make_dynamics_step
+
+    def recording(nets, data, **kwargs):
+        starts.append(weights({k: nets.models[k] for k in _engine.COUPLED}))
+        return original(nets, data, **kwargs)
+
+    monkeypatch.setattr(_engine, "make_dynamics_step", recording)
+    meso = MesoDynamicsEstimator(backbone, **{**MESO, "epochs": 2, "learning_rate": 1e-3})
+    meso.fit(meso_tokenizer(micro_pipe).fit_transform(meso_X))
+    assert_weights_equal(weights(backbone._networks.models), before)  # backbone untouched
+    assert_weights_equal(starts[0], {k: before[k] for k in _engine.COUPLED})
+    ours = meso._networks.models
+    for name, model in ours.items():
+        if name in _engine.COUPLED:
+            assert model is not backbone._networks.models[name]
+            assert any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), before[name]))
+        else:  # frozen parts are the backbone's own networks
+            assert model is backbone._networks.models[name]
+
+
+def test_unfrozen_decoupled_trains_a_copy(micro_pipe, meso_X):
+    backbone = micro_pipe["micro"]
+    before = weights(backbone._networks.models)
+    meso = MesoDynamicsEstimator(backbone, freeze=("vae",), **{**MESO, "learning_rate": 1e-3})
+    meso.fit(meso_tokenizer(micro_pipe).fit_transform(meso_X))
+    assert_weights_equal(weights(backbone._networks.models), before)
+    name = f"decoupled_mean/{backbone.fields_[0]}"
+    assert meso._networks.models[name] is not backbone._networks.models[name]
+
+
+def test_time_ratio_applies_micro_step_twice(micro_pipe, meso_X):
+    """Untrained meso (epochs=0): one meso step is exactly two backbone micro steps."""
+    backbone = micro_pipe["micro"]
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    meso = MesoDynamicsEstimator(backbone, time_ratio=2, **{**MESO, "epochs": 0}).fit(tokens)
+    x, _ = meso._to_arrays(tokens)
+    _, _, z_mean, z_log_var = meso._rollout(x, 1, 0, 0)
+    zm, zv = backbone._networks.encode(x[:, 0])
+    step = backbone._networks.stepper()
+    for _ in range(2):
+        zm, zv = step(zm, zv)
+    np.testing.assert_allclose(z_mean[:, 1], np.asarray(zm), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(z_log_var[:, 1], np.asarray(zv), rtol=1e-5, atol=1e-5)
+    once = MesoDynamicsEstimator(backbone, time_ratio=1, **{**MESO, "epochs": 0}).fit(tokens)
+    assert not np.allclose(once._rollout(x, 1, 0, 0)[2][:, 1], z_mean[:, 1])
+
+
+# -- mismatches with the backbone --------------------------------------------------------
+def test_token_shape_mismatch(micro_pipe, meso_X):
+    tokens = meso_tokenizer(micro_pipe, patch_size=64).fit_transform(meso_X)
+    with pytest.raises(ValueError, match=r"token shape \(64, 64\).*backbone has token shape \(32, 32\)"):
+        MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens)
+
+
+def test_field_mismatch(micro_pipe, meso_X):
+    X = meso_X[["temperature", "pressure"]]
+    tokens = PatchTokenizer(patch_size=32, ranges={k: micro_pipe["tokens"].ranges_[k] for k in X}).fit_transform(X)
+    with pytest.raises(ValueError, match=r"fields \['temperature', 'pressure'\].*backbone was fitted on"):
+        MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens)
+
+
+def test_range_mismatch(micro_pipe, meso_X):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(meso_X)  # meso's own ranges
+    with pytest.raises(ValueError, match=r"scaled with ranges.*ranges=micro_pipeline\['tokens'\].ranges_"):
+        MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens)
+
+
+def test_latent_channels_mismatch(micro_pipe, meso_X):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    with pytest.raises(ValueError, match=r"latent_channels=8 but the backbone has latent_channels=4"):
+        MesoDynamicsEstimator(micro_pipe["micro"], latent_channels=8, **MESO).fit(tokens)
+
+
+def test_unfitted_backbone(meso_X):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(meso_X)
+    with pytest.raises(Exception, match="backbone must be a fitted"):
+        MesoDynamicsEstimator(MicroDynamicsEstimator(), **MESO).fit(tokens)
+
+
+def test_bad_freeze(micro_pipe, meso_X):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    with pytest.raises(ValueError, match="freeze must name parts among"):
+        MesoDynamicsEstimator(micro_pipe["micro"], freeze=("coupled",), **MESO).fit(tokens)
+
+
+# -- from scratch ---------------------------------------------------------------------------
+def test_from_scratch_baseline(meso_X):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(meso_X)
+    meso = MesoDynamicsEstimator(None, filters=2, dynamics_filters=2, vae_epochs=1, decoupled_epochs=1, **MESO)
+    meso.fit(tokens)
+    assert [r["stage"] for r in meso.history_] == ["vae", "decoupled", "meso"]
+    assert meso.predict(tokens).shape == tokens.shape
+    assert meso.token_shape_ == (32, 32)
+
+
+# -- model selection -------------------------------------------------------------------------
+def test_clone_keeps_fitted_backbone(meso_pipe):
+    cloned = clone(meso_pipe)
+    assert cloned["meso"].backbone is meso_pipe["meso"].backbone
+    assert not hasattr(cloned["meso"], "history_")
+
+
+def test_cross_val_and_grid_search_leave_backbone_unchanged(micro_pipe, meso_X):
+    backbone = micro_pipe["micro"]
+    before = weights(backbone._networks.models)
+    X = as_fields(meso_X).isel(sample=slice(0, 3))
+    pipe = Pipeline([("tokens", meso_tokenizer(micro_pipe)), ("meso", MesoDynamicsEstimator(backbone, **MESO))])
+    scores = cross_val_score(pipe, X, cv=KFold(3))
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    search = GridSearchCV(pipe, {"meso__learning_rate": [1e-3, 1e-4]}, cv=KFold(2), n_jobs=2).fit(X)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_["meso"].backbone is backbone  # refit in this process, same backbone
+    assert_weights_equal(weights(backbone._networks.models), before)
+
+
+def test_pickle_in_fresh_process(meso_pipe, meso_X, tmp_path):
+    (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(meso_pipe))
+    (tmp_path / "X.pkl").write_bytes(pickle.dumps(meso_X))
+    code = textwrap.dedent(f"""
+        import pickle, numpy as np
+        pipe = pickle.load(open({str(tmp_path / 'pipe.pkl')!r}, "rb"))
+        X = pickle.load(open({str(tmp_path / 'X.pkl')!r}, "rb"))
+        np.save({str(tmp_path / 'pred.npy')!r}, pipe.predict(X).values)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), meso_pipe.predict(meso_X).values)
