@@ -1,0 +1,481 @@
+"""Safe model files: round trips, determinism and refusal of bad files."""
+
+import io
+import json
+import pickle
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import skmld
+from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer, persistence
+from skmld.datasets import make_pore_collapse
+
+TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), batch_size=4, random_state=0)
+NETWORK = "root/steps/1/models/coupled_mean.keras"
+
+
+# ----------------------------------------------------------------------- fixtures
+class _Fitted(dict):
+    """Models fitted on first use, once per module (each fit takes seconds)."""
+
+    def __missing__(self, key):
+        if key in ("micro_X", "micro"):
+            X = make_pore_collapse("micro", 3, shape=(32, 32), n_steps=3, random_state=0)
+            self["micro_X"] = X
+            self["micro"] = Pipeline([
+                ("tokens", PatchTokenizer()),
+                ("micro", MicroDynamicsEstimator(vae_epochs=1, decoupled_epochs=1, coupled_epochs=1, **TINY)),
+            ]).fit(X)
+        elif key in ("meso_X", "meso", "meso_tokens"):
+            micro = self["micro"]
+            X = make_pore_collapse("meso", 1, shape=(64, 64), n_steps=3, random_state=1)
+            tokens = PatchTokenizer(patch_size=micro["tokens"].token_shape_, ranges=micro["tokens"].ranges_)
+            self["meso_X"] = X
+            self["meso"] = Pipeline([
+                ("tokens", tokens),
+                ("meso", MesoDynamicsEstimator(micro["micro"], epochs=1, horizons=(1,), random_state=0)),
+            ]).fit(X)
+            self["meso_tokens"] = self["meso"]["tokens"].transform(X)
+        elif key == "scratch":
+            self["scratch"] = MesoDynamicsEstimator(vae_epochs=1, decoupled_epochs=1, epochs=1, **TINY).fit(
+                self["meso_tokens"])
+        else:
+            raise KeyError(key)
+        return self[key]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Micro and meso pipelines and a from-scratch meso estimator, each fitted once when first used."""
+    return _Fitted()
+
+
+@pytest.fixture(scope="module")
+def micro_file(fitted, tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "micro.skmld"
+    persistence.save(fitted["micro"], path)
+    return path.read_bytes()
+
+
+def _members(data: bytes) -> dict:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _rezip(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _edit_json(data: bytes, member: str, edit) -> bytes:
+    members = _members(data)
+    doc = json.loads(members[member])
+    edit(doc)
+    members[member] = json.dumps(doc).encode()
+    return _rezip(members)
+
+
+def _with_network(data: bytes, model: keras.Model, tmp_path) -> bytes:
+    path = tmp_path / "evil.keras"
+    model.save(path)
+    members = _members(data)
+    members[NETWORK] = path.read_bytes()
+    return _rezip(members)
+
+
+def _load_bytes(data: bytes, tmp_path):
+    path = tmp_path / "model.skmld"
+    path.write_bytes(data)
+    return skmld.load(path)
+
+
+# --------------------------------------------------------------------- comparisons
+def _assert_same_value(a, b, where):
+    assert type(a) is type(b), where
+    if isinstance(a, xr.Variable):
+        assert a.identical(b), where
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=where)
+        assert a.dtype == b.dtype, where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _assert_same_value(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_value(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _assert_same_estimator(a, b):
+    assert type(a) is type(b)
+    pa, pb = a.get_params(deep=False), b.get_params(deep=False)
+    assert list(pa) == list(pb)
+    if "backbone" in pa:
+        if pa["backbone"] is None:
+            assert pb["backbone"] is None
+        else:
+            _assert_same_estimator(pa.pop("backbone"), pb.pop("backbone"))
+    _assert_same_value(pa, pb, f"{type(a).__name__} params")
+    skip = {"_networks", "_rollout_fn", *pa}
+    sa = {k: v for k, v in vars(a).items() if k not in skip}
+    sb = {k: v for k, v in vars(b).items() if k not in skip}
+    _assert_same_value(sorted(sa), sorted(sb), "attribute names")
+    for k in sa:
+        if k != "backbone":
+            _assert_same_value(sa[k], sb[k], f"{type(a).__name__}.{k}")
+    if hasattr(a, "_networks"):
+        na, nb = a._networks, b._networks
+        assert sorted(na.models) == sorted(nb.models)
+        assert (na.fields, na.latent_channels) == (nb.fields, nb.latent_channels)
+        for name in na.models:
+            for wa, wb in zip(na.models[name].get_weights(), nb.models[name].get_weights(), strict=True):
+                np.testing.assert_array_equal(wa, wb, err_msg=name)
+
+
+def _assert_same_pipeline(a, b):
+    assert isinstance(b, Pipeline)
+    assert [n for n, _ in a.steps] == [n for n, _ in b.steps]
+    for (_, sa), (_, sb) in zip(a.steps, b.steps):
+        _assert_same_estimator(sa, sb)
+    assert {k: v for k, v in a.get_params(deep=False).items() if k != "steps"} == \
+        {k: v for k, v in b.get_params(deep=False).items() if k != "steps"}
+
+
+# ---------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("name, data", [("micro", "micro_X"), ("meso", "meso_X")])
+def test_pipeline_round_trip(fitted, tmp_path, name, data):
+    pipe, X = fitted[name], fitted[data]
+    path = tmp_path / f"{name}.skmld"
+    persistence.save(pipe, path)
+    back = skmld.load(path)
+    _assert_same_pipeline(pipe, back)
+    pred, pred_back = pipe.predict(X), back.predict(X)
+    assert pred.identical(pred_back)
+    assert pipe[0].inverse_transform(pred).identical(back[0].inverse_transform(pred_back))
+
+
+def test_estimator_round_trip(fitted, tmp_path):
+    micro = fitted["micro"]["micro"]
+    tokens = fitted["micro"]["tokens"].transform(fitted["micro_X"])
+    micro.save(tmp_path / "micro.skmld")
+    back = skmld.load(tmp_path / "micro.skmld")
+    _assert_same_estimator(micro, back)
+    mean, std = micro.predict(tokens, return_std=True, n_draws=2)
+    mean_back, std_back = back.predict(tokens, return_std=True, n_draws=2)
+    assert mean.identical(mean_back) and std.identical(std_back)
+
+
+def test_meso_round_trip_keeps_backbone(fitted, tmp_path):
+    meso = fitted["meso"]["meso"]
+    meso.save(tmp_path / "meso.skmld")
+    names = zipfile.ZipFile(tmp_path / "meso.skmld").namelist()
+    # The meso estimator stores only the networks it trained; its backbone is a nested entry.
+    assert sorted(n for n in names if n.startswith("root/models/")) == [
+        "root/models/coupled_log_var.keras", "root/models/coupled_mean.keras"]
+    assert "root/backbone/estimator.json" in names
+    back = skmld.load(tmp_path / "meso.skmld")
+    _assert_same_estimator(meso, back)
+    # The loaded meso estimator runs on its loaded backbone's frozen networks.
+    assert back._networks.models["encoder/temperature"] is back.backbone._networks.models["encoder/temperature"]
+    assert meso.predict(fitted["meso_tokens"]).identical(back.predict(fitted["meso_tokens"]))
+
+
+def test_meso_from_scratch_round_trip(fitted, tmp_path):
+    scratch = fitted["scratch"]
+    scratch.save(tmp_path / "scratch.skmld")
+    back = skmld.load(tmp_path / "scratch.skmld")
+    assert back.backbone is None
+    _assert_same_estimator(scratch, back)
+    assert scratch.predict(fitted["meso_tokens"]).identical(back.predict(fitted["meso_tokens"]))
+
+
+def test_tokenizer_round_trip(fitted, tmp_path):
+    tok = fitted["meso"]["tokens"]  # fixed ranges and patch size given as parameters
+    persistence.save(tok, tmp_path / "tok.skmld")
+    back = skmld.load(tmp_path / "tok.skmld")
+    _assert_same_estimator(tok, back)
+    X = fitted["meso_X"]
+    assert tok.transform(X).identical(back.transform(X))
+    assert back.inverse_transform(back.transform(X)).identical(tok.inverse_transform(tok.transform(X)))
+
+
+def test_tokenizer_of_a_dataarray_round_trip(tmp_path):
+    X = skmld.as_fields(make_pore_collapse("micro", 1, shape=(32, 32), n_steps=2, random_state=0))
+    tok = PatchTokenizer(patch_size=(32, 32), pad_mode="reflect").fit(X)
+    buf = io.BytesIO()
+    persistence.save(tok, buf)
+    back = skmld.load(io.BytesIO(buf.getvalue()))
+    _assert_same_estimator(tok, back)
+    assert back.inverse_transform(back.transform(X)).identical(tok.inverse_transform(tok.transform(X)))
+
+
+def test_files_are_bit_identical(fitted, tmp_path, micro_file):
+    persistence.save(fitted["micro"], tmp_path / "again.skmld")
+    assert (tmp_path / "again.skmld").read_bytes() == micro_file
+    # A loaded model writes the very same file.
+    persistence.save(skmld.load(tmp_path / "again.skmld"), tmp_path / "reloaded.skmld")
+    assert (tmp_path / "reloaded.skmld").read_bytes() == micro_file
+    with zipfile.ZipFile(io.BytesIO(micro_file)) as zf:
+        infos = zf.infolist()
+        assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+        assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+        manifest = json.loads(zf.read("manifest.json"))
+        inner = zipfile.ZipFile(io.BytesIO(zf.read(NETWORK)))
+        assert {i.date_time for i in inner.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert manifest["format_version"] == persistence.FORMAT_VERSION == 1
+    assert manifest["object"]["class"] == "Pipeline"
+    assert [s[1]["class"] for s in manifest["object"]["steps"]] == ["PatchTokenizer", "MicroDynamicsEstimator"]
+
+
+def test_load_never_unpickles(fitted, tmp_path, monkeypatch, micro_file):
+    persistence.save(fitted["meso"], tmp_path / "meso.skmld")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    skmld.load(tmp_path / "meso.skmld")
+    _load_bytes(micro_file, tmp_path)
+
+
+# --------------------------------------------------------------------- save errors
+def test_save_unfitted_raises(tmp_path):
+    with pytest.raises(NotFittedError):
+        MicroDynamicsEstimator().save(tmp_path / "m.skmld")
+    with pytest.raises(NotFittedError):
+        persistence.save(PatchTokenizer(), tmp_path / "t.skmld")
+    with pytest.raises(NotFittedError):
+        persistence.save(Pipeline([("tokens", PatchTokenizer()), ("micro", MicroDynamicsEstimator())]),
+                         tmp_path / "p.skmld")
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_refuses_foreign_objects(tmp_path):
+    with pytest.raises(TypeError, match="step 'scale' is a sklearn.preprocessing._data.StandardScaler"):
+        persistence.save(Pipeline([("scale", StandardScaler())]), tmp_path / "p.skmld")
+
+
+# ----------------------------------------------------------------------- bad files
+def _set(path, value):
+    def edit(doc):
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+BAD_JSON = [
+    ("manifest.json", _set(["format_version"], "1"), r"'format_version' must be an int, got str"),
+    ("manifest.json", _set(["format"], "pickle"), r"'format' must be 'skmld'"),
+    ("manifest.json", _set(["object", "steps"], {"tokens": 1}), r"must list the Pipeline's steps"),
+    ("root/steps/1/estimator.json", _set(["fitted", "token_shape_"], "32x32"),
+     r"member 'root/steps/1/estimator.json': fitted attribute 'token_shape_' must be a pair of ints, got str"),
+    ("root/steps/1/estimator.json", _set(["fitted", "history_"], {"__tuple__": 3}),
+     r"member 'root/steps/1/estimator.json': fitted.history_: expected a list, got int"),
+    ("root/steps/1/estimator.json", _set(["fitted", "ranges_"], [1, 2]),
+     r"fitted attribute 'ranges_' must be None or a dict of field -> \(min, max\), got list"),
+    ("root/steps/1/estimator.json", _set(["params", "batch_size"], "4"),
+     r"member 'root/steps/1/estimator.json': invalid MicroDynamicsEstimator parameters: .*batch_size"),
+    ("root/steps/1/estimator.json", _set(["params", "evil"], 1),
+     r"invalid MicroDynamicsEstimator parameters: .*evil"),
+    ("root/steps/1/estimator.json", _set(["fitted", "predict"], 1), r"'predict' would shadow"),
+    ("root/steps/1/estimator.json", _set(["networks", "models", "coupled_mean"], "../../etc/passwd"),
+     r"network 'coupled_mean' must be stored in 'root/steps/1/models/coupled_mean.keras'"),
+    ("root/steps/0/estimator.json", _set(["fitted", "_spatial_coords"], {"__dict__": [["y", {"__ndarray__": {
+        "dtype": "float64", "shape": [3], "data": [1.0]}}]]}),
+     r"member 'root/steps/0/estimator.json': fitted._spatial_coords: array of shape \[3\] needs 3 values, got 1"),
+    ("root/steps/0/estimator.json", _set(["fitted", "_fit_kind"], "os.system"),
+     r"fitted attribute '_fit_kind' must be 'Dataset' or 'DataArray'"),
+    ("root/steps/0/estimator.json", _set(["fitted", "units_"], {"__evil__": 1}),
+     r"fitted.units_: unknown tag '__evil__'"),
+]
+
+
+@pytest.mark.parametrize("member, edit, match", BAD_JSON)
+def test_wrong_json_types(micro_file, tmp_path, member, edit, match):
+    with pytest.raises(ValueError, match=match):
+        _load_bytes(_edit_json(micro_file, member, edit), tmp_path)
+
+
+def test_not_json(micro_file, tmp_path):
+    members = _members(micro_file)
+    members["root/steps/0/estimator.json"] = b"{not json"
+    with pytest.raises(ValueError, match=r"member 'root/steps/0/estimator.json' .* is not valid JSON"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+@pytest.mark.parametrize("cls", ["Evil", "posix.system", "StandardScaler", None])
+def test_unknown_class(micro_file, tmp_path, cls):
+    data = _edit_json(micro_file, "manifest.json", _set(["object", "steps", 1, 1, "class"], cls))
+    with pytest.raises(ValueError, match=rf"names class {cls!r}, which skmld does not load; allowed classes: "):
+        _load_bytes(data, tmp_path)
+
+
+def test_newer_format_version(micro_file, tmp_path):
+    data = _edit_json(micro_file, "manifest.json", _set(["format_version"], 2))
+    with pytest.raises(ValueError, match=r"has format_version 2, but this skmld \(.*\) reads format_version 1 "
+                                         r"and older; upgrade skmld"):
+        _load_bytes(data, tmp_path)
+
+
+def test_not_a_zip(tmp_path):
+    with pytest.raises(ValueError, match="not an skmld model file: not a readable zip archive"):
+        _load_bytes(b"\x80\x04\x95 a pickle, maybe", tmp_path)
+
+
+def test_truncated(micro_file, tmp_path):
+    for size in (len(micro_file) // 2, len(micro_file) - 10, 100):
+        with pytest.raises(ValueError, match=r"not an skmld model file.* truncated"):
+            _load_bytes(micro_file[:size], tmp_path)
+
+
+def test_corrupted_member(micro_file, tmp_path):
+    info = zipfile.ZipFile(io.BytesIO(micro_file)).getinfo("root/steps/1/estimator.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data = bytearray(micro_file)
+    data[start + 5] ^= 0xFF
+    with pytest.raises(ValueError, match=r"member 'root/steps/1/estimator.json' \(parameters of the "
+                                         r"MicroDynamicsEstimator\) is corrupted"):
+        _load_bytes(bytes(data), tmp_path)
+
+
+@pytest.mark.parametrize("member, what", [
+    (NETWORK, "a Keras .keras archive"),
+    ("root/steps/0/estimator.json", "parameters of the PatchTokenizer"),
+])
+def test_missing_member(micro_file, tmp_path, member, what):
+    members = _members(micro_file)
+    del members[member]
+    with pytest.raises(ValueError, match=rf"member {member!r} \({what}\) is missing"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+def test_missing_manifest(micro_file, tmp_path):
+    members = _members(micro_file)
+    del members["manifest.json"]
+    with pytest.raises(ValueError, match="not an skmld model file, or it is truncated: member 'manifest.json' is "
+                                         "missing"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+def test_network_member_not_keras(micro_file, tmp_path):
+    members = _members(micro_file)
+    members[NETWORK] = b"garbage"
+    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: not a valid .keras archive"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+def test_network_with_bad_weights(micro_file, tmp_path):
+    members = _members(micro_file)
+    inner = _members(members[NETWORK])
+    inner["model.weights.h5"] = b"\x89HDF\r\n\x1a\n broken"
+    members[NETWORK] = _rezip(inner)
+    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+def _lambda_model():
+    inputs = keras.Input((None, None, 8))
+    return keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+
+
+class Unregistered(keras.layers.Layer):
+    def call(self, x):
+        return x * 2
+
+
+def _custom_model():
+    inputs = keras.Input((None, None, 8))
+    return keras.Model(inputs, Unregistered()(inputs))
+
+
+@pytest.mark.parametrize("make, match", [
+    (_lambda_model, "the network holds a Lambda layer, which stores Python bytecode"),
+    (_custom_model, r"the network holds object 'Unregistered' .* neither a Keras built-in nor a custom object "
+                    "registered by skmld"),
+])
+def test_network_with_code_is_refused(micro_file, tmp_path, monkeypatch, make, match):
+    data = _with_network(micro_file, make(), tmp_path)
+    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: {match}"):
+        _load_bytes(data, tmp_path)
+    # Keras's safe mode refuses them too: the config check is a second line, not the only one.
+    monkeypatch.setattr(persistence, "_check_keras_config", lambda *args: None)
+    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
+        _load_bytes(data, tmp_path)
+
+
+def test_unknown_skmld_object_is_a_keras_error(micro_file, tmp_path):
+    members = _members(micro_file)
+    inner = _members(members[NETWORK])
+    inner["config.json"] = inner["config.json"].replace(b'"skmld>leaky_relu"', b'"skmld>no_such_thing"')
+    members[NETWORK] = _rezip(inner)
+    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
+        _load_bytes(_rezip(members), tmp_path)
+
+
+# ---------------------------------------------------------------------- JSON values
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=3) | st.integers(), children, max_size=3),
+    max_leaves=10,
+)
+
+
+def _same(a, b):
+    if isinstance(a, float) and np.isnan(a):
+        return isinstance(b, float) and np.isnan(b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_json_values_round_trip(value):
+    text = json.dumps(persistence._encode(value, "v"), sort_keys=True, allow_nan=False)
+    assert _same(persistence._decode(json.loads(text), "v"), value)
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+    np.array([np.nan, -np.inf, 1e-300]),
+    np.array([1, -2], dtype=np.int8),
+    np.array([True, False]),
+    np.array(["a", "µm"]),
+    np.array(["a", "b"], dtype=object),
+    np.array(["2020-01-01T00:00:01"], dtype="datetime64[ns]"),
+])
+def test_arrays_round_trip(array):
+    text = json.dumps(persistence._encode(array, "a"), allow_nan=False)
+    back = persistence._decode(json.loads(text), "a")
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+
+
+def test_random_state_round_trip():
+    rs = np.random.RandomState(3)
+    rs.rand(5)
+    back = persistence._decode(json.loads(json.dumps(persistence._encode(rs, "r"))), "r")
+    assert back.randint(0, 2**31 - 1) == rs.randint(0, 2**31 - 1)
