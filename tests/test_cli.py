@@ -61,14 +61,3 @@ def test_bad_arguments_exit_with_usage_error(argv, capsys):
         main(argv)
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
-
-
-def test_demo_prints_summary(capsys, monkeypatch):
-    # The real demo runs full presets; shrink them so the test stays fast.
-    import skmld.datasets as datasets
-
-    original = datasets.make_pore_collapse
-    monkeypatch.setattr(datasets, "make_pore_collapse", lambda s, n, **kw: original(s, n, n_steps=3, **kw))
-    assert main(["demo", "--n-micro", "1", "--n-meso", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "micro" in out and "meso" in out and "temperature" in out and "hotspots" in out
