@@ -18,6 +18,7 @@ from numbers import Integral, Real
 import keras
 import numpy as np
 import tensorflow as tf
+import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -25,7 +26,15 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skmld import _engine
-from skmld._layout import from_domain, from_blocks, latents_from_xarray, latents_to_xarray, to_blocks, to_domain
+from skmld._layout import (
+    Layout,
+    from_blocks,
+    from_domain,
+    latents_from_xarray,
+    latents_to_xarray,
+    to_blocks,
+    to_domain,
+)
 from skmld.exceptions import DivergenceError
 from skmld.nn.vae import DOWNSAMPLING
 
@@ -81,7 +90,6 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     # Micro: every token is an independent building block. Meso: the whole domain.
     _whole_domain = False
-    _time_ratio_param = None
 
     _parameter_constraints: dict = {
         "horizons": ["array-like"],
@@ -431,8 +439,6 @@ class LatentDynamicsEstimator(BaseEstimator):
             zm, zv = _engine.encode_all(self._networks, x, max(self.batch_size, 16), self.jit_compile)
         if not self._whole_domain:
             zm, zv = from_blocks(zm, layout.grid_shape), from_blocks(zv, layout.grid_shape)
-        import xarray as xr
-
         return xr.Dataset({
             "z_mean": latents_to_xarray(zm, layout, self._latent_channels(), "z_mean"),
             "z_log_var": latents_to_xarray(zv, layout, self._latent_channels(), "z_log_var"),
@@ -445,10 +451,6 @@ class LatentDynamicsEstimator(BaseEstimator):
         dims, else a plain field DataArray.
         """
         check_is_fitted(self)
-        import xarray as xr
-
-        from skmld._layout import Layout
-
         da = Z["z_mean"] if isinstance(Z, xr.Dataset) else Z
         if not isinstance(da, xr.DataArray):
             raise TypeError(f"Z must be the Dataset returned by encode or its z_mean DataArray, got {type(Z)}.")
