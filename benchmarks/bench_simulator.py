@@ -13,38 +13,13 @@ import argparse
 import json
 import logging
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from _common import machine as _machine  # noqa: E402  (also puts the checkout on sys.path)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
 log = logging.getLogger("bench_simulator")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _machine() -> dict:
-    import numpy as np
-
-    return {
-        "cpu_model": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def _case(scale: str, n_samples: int, repeats: int, seed: int) -> dict:

@@ -60,3 +60,29 @@ def meso_pipe(micro_pipe, meso_X):
     tokens = PatchTokenizer(patch_size=micro_pipe["tokens"].token_shape_, ranges=micro_pipe["tokens"].ranges_)
     est = MesoDynamicsEstimator(micro_pipe["micro"], epochs=1, horizons=(1,), batch_size=8, random_state=0)
     return Pipeline([("tokens", tokens), ("meso", est)]).fit(meso_X)
+
+
+@pytest.fixture
+def raise_if_dask_computes():
+    """Context manager factory: fail once dask computes more than ``max_computes`` times (as in xarray's tests)."""
+    from contextlib import contextmanager
+
+    import dask
+
+    class CountingScheduler:
+        def __init__(self, max_computes):
+            self.max_computes, self.total = max_computes, 0
+
+        def __call__(self, dsk, keys, **kwargs):
+            self.total += 1
+            if self.total > self.max_computes:
+                raise RuntimeError(f"Too many dask computes: {self.total} > {self.max_computes}")
+            return dask.get(dsk, keys, **kwargs)
+
+    @contextmanager
+    def limit(max_computes=0):
+        scheduler = CountingScheduler(max_computes)
+        with dask.config.set(scheduler=scheduler):
+            yield scheduler
+
+    return limit

@@ -1,8 +1,6 @@
 """Tests of the field data model (skmld.fields) and the reference-array reader."""
 
-from contextlib import contextmanager
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -21,27 +19,6 @@ from skmld.fields import (
 )
 
 UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
-
-
-class _CountingScheduler:
-    """A dask scheduler that fails after ``max_computes`` computes (as in xarray's tests)."""
-
-    def __init__(self, max_computes):
-        self.max_computes = max_computes
-        self.total = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.total += 1
-        if self.total > self.max_computes:
-            raise RuntimeError(f"Too many dask computes: {self.total} > {self.max_computes}")
-        return dask.get(dsk, keys, **kwargs)
-
-
-@contextmanager
-def raise_if_dask_computes(max_computes=0):
-    scheduler = _CountingScheduler(max_computes)
-    with dask.config.set(scheduler=scheduler):
-        yield scheduler
 
 
 def make_dataset(n_samples=2, n_times=3, ny=4, nx=5, fields=tuple(UNITS), seed=0, chunk=False):
@@ -115,7 +92,7 @@ def test_as_fields_dataarray_needs_field_names():
         as_fields(da)
 
 
-def test_as_fields_stays_lazy():
+def test_as_fields_stays_lazy(raise_if_dask_computes):
     ds = make_dataset(chunk=True)
     with raise_if_dask_computes():
         da = as_fields(ds)
@@ -136,7 +113,7 @@ def test_validate_fields_accepts_good_data_and_returns_canonical():
     xr.testing.assert_identical(validate_fields(as_fields(ds)), as_fields(ds))
 
 
-def test_validate_fields_dask_computes_only_once():
+def test_validate_fields_dask_computes_only_once(raise_if_dask_computes):
     ds = make_dataset(n_samples=3, chunk=True)
     with raise_if_dask_computes(max_computes=1) as scheduler:
         out = validate_fields(ds)
@@ -329,7 +306,7 @@ def test_from_reference_arrays_units_and_validity():
     assert all("units" not in other[f].attrs for f in "abc")
 
 
-def test_from_reference_arrays_lazy():
+def test_from_reference_arrays_lazy(raise_if_dask_computes):
     array = dsa.zeros((2, 4, 5, 3, 3), chunks=1)
     with raise_if_dask_computes():
         ds = from_reference_arrays(array, list(UNITS), dt=2.0, dx=1.0)

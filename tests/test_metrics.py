@@ -319,7 +319,7 @@ def test_coverage_of_calibrated_gaussian_matches_nominal():
 
 
 def test_metrics_stay_lazy_on_dask_input():
-    dask = pytest.importorskip("dask")
+    pytest.importorskip("dask")
     import dask.array  # noqa: F401
     X = make_fields()
     # Dask-backed values, in-memory coordinates: what skmld.open_fields gives.

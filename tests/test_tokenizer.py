@@ -2,9 +2,7 @@
 
 import pickle
 import tracemalloc
-from contextlib import contextmanager
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -21,27 +19,6 @@ from skmld import PatchTokenizer, as_fields
 from skmld.tokenizer import TOKEN_ATTRS, TOKEN_DIMS
 
 UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
-
-
-class _CountingScheduler:
-    """A dask scheduler that fails after ``max_computes`` computes (as in xarray's tests)."""
-
-    def __init__(self, max_computes):
-        self.max_computes = max_computes
-        self.total = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.total += 1
-        if self.total > self.max_computes:
-            raise RuntimeError(f"Too many dask computes: {self.total} > {self.max_computes}")
-        return dask.get(dsk, keys, **kwargs)
-
-
-@contextmanager
-def raise_if_dask_computes(max_computes=0):
-    scheduler = _CountingScheduler(max_computes)
-    with dask.config.set(scheduler=scheduler):
-        yield scheduler
 
 
 def make_fields(n_samples=2, n_times=3, ny=10, nx=13, fields=tuple(UNITS), seed=0,
@@ -245,7 +222,7 @@ def test_fit_on_dataarray_returns_dataarray():
 
 
 @pytest.mark.parametrize("pad_mode", ["edge", "constant", "reflect"])
-def test_dask_stays_lazy(pad_mode):
+def test_dask_stays_lazy(pad_mode, raise_if_dask_computes):
     X = make_fields(n_samples=3, ny=10, nx=13)
     Xd = X.chunk({"sample": 1})
     tok = PatchTokenizer(patch_size=8, multiple_of=4, pad_mode=pad_mode)
@@ -263,7 +240,7 @@ def test_dask_stays_lazy(pad_mode):
     xr.testing.assert_identical(back.compute(), tok.inverse_transform(tok.transform(X)))
 
 
-def test_fixed_ranges_fit_computes_only_finiteness():
+def test_fixed_ranges_fit_computes_only_finiteness(raise_if_dask_computes):
     Xd = make_fields(fields=["pressure"]).chunk({"sample": 1})
     with raise_if_dask_computes(max_computes=1):
         PatchTokenizer(ranges={"pressure": (0, 1)}, multiple_of=1).fit(Xd)
