@@ -263,3 +263,20 @@ def test_pickle_round_trip_in_fresh_process(micro_pipe, micro_X, tmp_path):
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), micro_pipe["micro"].predict(tokens).values)
+
+
+def test_restore_on_divergence_retries_with_halved_rate(micro_pipe, micro_X, caplog):
+    tokens = micro_pipe["tokens"].transform(micro_X)
+    est = MicroDynamicsEstimator(**{**TINY, "learning_rate": 1e30, "on_divergence": "restore"})
+    with caplog.at_level("WARNING", logger="skmld"), pytest.raises(DivergenceError):
+        est.fit(tokens)
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 3 and "learning rate 5e+29" in retries[0] and "1.25e+29" in retries[2]
+
+
+def test_mixed_bfloat16_on_cpu(micro_X):
+    est = MicroDynamicsEstimator(**{**TINY, "precision": "mixed_bfloat16", "device": "cpu"})
+    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+    assert est._networks.models["encoder/temperature"].layers[1].compute_dtype == "bfloat16"
+    pred = pipe.predict(micro_X)
+    assert pred.dtype == np.float32 and np.isfinite(pred.values).all()
