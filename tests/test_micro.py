@@ -280,3 +280,10 @@ def test_mixed_bfloat16_on_cpu(micro_X):
     assert est._networks.models["encoder/temperature"].layers[1].compute_dtype == "bfloat16"
     pred = pipe.predict(micro_X)
     assert pred.dtype == np.float32 and np.isfinite(pred.values).all()
+
+
+def test_xla_training_step_and_rollout(micro_X):
+    est = MicroDynamicsEstimator(**{**TINY, "coupled_epochs": 0, "jit_compile": True})
+    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+    mean, std = pipe["micro"].predict(pipe["tokens"].transform(micro_X), n_steps=5, return_std=True, n_draws=2)
+    assert mean.sizes["time"] == 6 and np.isfinite(mean.values).all() and (std.values > 0).any()
