@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -25,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skmld import _engine
+from skmld import _checkpoint, _engine
 from skmld._layout import (
     Layout,
     from_blocks,
@@ -36,7 +37,7 @@ from skmld._layout import (
     to_domain,
 )
 from skmld.exceptions import DivergenceError
-from skmld.nn.vae import DOWNSAMPLING
+from skmld.nn.vae import DOWNSAMPLING, Sampling
 
 logger = logging.getLogger("skmld")
 
@@ -108,6 +109,7 @@ class LatentDynamicsEstimator(BaseEstimator):
         "jit_compile": ["boolean"],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
+        "checkpoint_dir": [None, str, os.PathLike],
     }
 
     # -- subclass hooks -------------------------------------------------------
@@ -258,10 +260,27 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     def _train(self, x_train, x_val, horizons, seed):
         nets = self._networks
+        resume = None
+        if self.checkpoint_dir is not None:
+            self._fingerprint = _checkpoint.fingerprint(self.get_params(), x_train)
+            resume = _checkpoint.load(self.checkpoint_dir)
+            if resume is not None:
+                if resume["fingerprint"] != self._fingerprint:
+                    raise ValueError(
+                        f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a checkpoint of another fit (other "
+                        "parameters or data); use another directory, or delete it to start afresh."
+                    )
+                own = self._own_models(nets)
+                for name, weights in resume["weights"].items():
+                    own[name].set_weights(weights)
+                self.history_ = resume["history"]
+                logger.info("resuming after stage %d, horizon %d, epoch %d", *resume["position"])
         cache = None  # encodings, refreshed after a VAE stage
-        for stage in self._stages():
+        for index, stage in enumerate(self._stages()):
+            if resume is not None and index < resume["position"][0]:
+                continue  # finished before the checkpoint
             if stage.is_vae:
-                self._run_stage(stage, x_train, x_val, None, seed)
+                self._run_stage(index, stage, x_train, x_val, None, seed, resume)
                 cache = None
                 continue
             if cache is None:
@@ -271,26 +290,35 @@ class LatentDynamicsEstimator(BaseEstimator):
                     _engine.encode_all(nets, x_train, bs, self.jit_compile),
                     None if x_val is None else _engine.encode_all(nets, x_val, bs, self.jit_compile),
                 )
-            self._run_stage(stage, x_train, x_val, cache, seed)
+            self._run_stage(index, stage, x_train, x_val, cache, seed, resume)
+        self.__dict__.pop("_fingerprint", None)
 
-    def _run_stage(self, stage: Stage, x_train, x_val, cache, seed):
+    def _run_stage(self, index: int, stage: Stage, x_train, x_val, cache, seed, resume=None):
         nets = self._networks
         N, T = x_train.shape[:2]
-        stage_seed = seed + len(self.history_) + 1
-        for horizon, epochs in zip(stage.horizons, stage.epochs):
-            if epochs == 0:
+        stage_seed = seed + 1000 * (index + 1)
+        for h_index, (horizon, epochs) in enumerate(zip(stage.horizons, stage.epochs)):
+            done = resume["position"] if resume is not None else None
+            if done is not None and (index, h_index) < tuple(done[:2]):
+                continue
+            first_epoch = done[2] + 1 if done is not None and (index, h_index) == tuple(done[:2]) else 0
+            if epochs == 0 or first_epoch >= epochs:
                 continue
             variables = nets.variables(stage.trainable)
-            lr = self.learning_rate
+            lr = resume["lr"] if first_epoch else self.learning_rate
             optimizer = _engine.make_optimizer(lr, self.precision)
             optimizer.build(variables)
+            if first_epoch:
+                for v, value in zip(optimizer.variables, resume["optimizer"]):
+                    v.assign(value)
+            sampler = Sampling(seed=stage_seed)
             if stage.is_vae:
                 data_train = tf.constant(x_train.reshape((-1,) + x_train.shape[2:]))
                 index_train = (np.arange(N * T),)
                 data_val = None if x_val is None else tf.constant(x_val.reshape((-1,) + x_val.shape[2:]))
                 index_val = None if x_val is None else (np.arange(x_val.shape[0] * T),)
                 make = lambda data: _engine.make_vae_step(  # noqa: E731
-                    nets, data, self._weights(), optimizer, variables, stage_seed, self.jit_compile)
+                    nets, data, self._weights(), optimizer, variables, sampler, self.jit_compile)
             else:
                 (zm, zv), val_cache = cache
                 data_train = (tf.constant(zm), tf.constant(zv), tf.constant(x_train))
@@ -301,25 +329,29 @@ class LatentDynamicsEstimator(BaseEstimator):
                 make = lambda data: _engine.make_dynamics_step(  # noqa: E731
                     nets, data, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
                     train_decoupled=stage.train_decoupled, train_coupled=stage.train_coupled,
-                    weights=self._weights(), optimizer=optimizer, variables=variables, seed=stage_seed,
+                    weights=self._weights(), optimizer=optimizer, variables=variables, sampler=sampler,
                     jit=self.jit_compile)
             train_step, _ = make(data_train)
             eval_step = None if data_val is None else make(data_val)[1]
-            dataset = (
-                tf.data.Dataset.from_tensor_slices(tuple(np.asarray(i, np.int32) for i in index_train))
-                .shuffle(len(index_train[0]), seed=stage_seed + horizon, reshuffle_each_iteration=True)
-                .batch(self.batch_size)
-                .prefetch(tf.data.AUTOTUNE)
-            )
             val_batches = None if index_val is None else [
                 tuple(tf.constant(np.asarray(i[sl], np.int32)) for i in index_val)
                 for sl in _engine.batches(len(index_val[0]), self.batch_size)
             ]
-            bar = tqdm(range(epochs), desc=f"{stage.name} h={horizon}" if horizon else stage.name,
+            bar = tqdm(total=epochs, initial=first_epoch, desc=f"{stage.name} h={horizon}" if horizon else stage.name,
                        unit="epoch", disable=not self.verbose, leave=True)
             restores = 0
-            epoch = 0
+            epoch = first_epoch
             while epoch < epochs:
+                # Shuffling and latent sampling are seeded per epoch, so a resumed fit
+                # replays exactly what an uninterrupted one would have done.
+                rng = np.random.default_rng((stage_seed, horizon, epoch))
+                sampler.seed_generator.state.assign([int(rng.integers(2**31)), 0])
+                order = rng.permutation(len(index_train[0]))
+                dataset = (
+                    tf.data.Dataset.from_tensor_slices(tuple(np.asarray(i, np.int32)[order] for i in index_train))
+                    .batch(self.batch_size)
+                    .prefetch(tf.data.AUTOTUNE)
+                )
                 snapshot = [v.numpy() for v in variables]
                 terms = _run_epoch(train_step, dataset)
                 bad = next((k for k, v in terms.items() if not math.isfinite(v)), None)
@@ -341,6 +373,10 @@ class LatentDynamicsEstimator(BaseEstimator):
                     record.update({f"val_{k}": v for k, v in _run_epoch(eval_step, val_batches).items()})
                 self.history_.append(record)
                 logger.info("%s", record)
+                if self.checkpoint_dir is not None:
+                    _checkpoint.save(self.checkpoint_dir, position=(index, h_index, epoch), lr=lr,
+                                     history=self.history_, fingerprint=self._fingerprint,
+                                     models=self._own_models(nets), optimizer=optimizer)
                 bar.update(1)
                 bar.set_postfix(loss=f"{terms['loss']:.4g}")
                 epoch += 1
@@ -502,6 +538,7 @@ class LatentDynamicsEstimator(BaseEstimator):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_rollout_fn", None)
+        state.pop("_fingerprint", None)
         nets = state.pop("_networks", None)
         if nets is not None:
             state["_networks_state"] = {

@@ -84,12 +84,12 @@ def _apply(optimizer, tape, loss, variables):
     optimizer.apply(grads, variables)
 
 
-def make_vae_step(nets: Networks, frames: tf.Tensor, weights: dict, optimizer, variables, seed: int, jit: bool):
+def make_vae_step(nets: Networks, frames: tf.Tensor, weights: dict, optimizer, variables, sampler: Sampling,
+                  jit: bool):
     """Compiled VAE step on frames ``(N*T, H, W, F)``, indexed by a batch of frame indices.
 
     Returns ``(train_step, eval_step)``; both map an index batch to per-term batch means.
     """
-    sampler = Sampling(seed=seed)
 
     def losses(idx, training):
         x = tf.gather(frames, idx)
@@ -136,7 +136,7 @@ def make_dynamics_step(
     weights: dict,
     optimizer,
     variables,
-    seed: int,
+    sampler: Sampling,
     jit: bool,
 ):
     """Compiled curriculum step of the latent dynamics at one horizon.
@@ -153,7 +153,6 @@ def make_dynamics_step(
     """
     z_mean_all, z_log_var_all, x_all = data
     stepper = nets.stepper(coupled=coupled)
-    sampler = Sampling(seed=seed)
     c, n_fields = nets.latent_channels, len(nets.fields)
 
     def losses(n, t0, training):

@@ -61,7 +61,7 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         contradicts the backbone raises ``ValueError``.
     learning_rate, batch_size, validation_fraction, reconstruction_weight, kl_weight, \
 edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, on_divergence, device, precision, \
-jit_compile, verbose, random_state :
+jit_compile, verbose, random_state, checkpoint_dir :
         As for :class:`~skmld.MicroDynamicsEstimator`.
 
     Attributes
@@ -137,6 +137,7 @@ jit_compile, verbose, random_state :
         jit_compile: bool = False,
         verbose: int = 0,
         random_state=None,
+        checkpoint_dir=None,
     ):
         self.backbone = backbone
         self.time_ratio = time_ratio
@@ -166,6 +167,7 @@ jit_compile, verbose, random_state :
         self.jit_compile = jit_compile
         self.verbose = verbose
         self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_clone__(self):
         # Like sklearn.frozen.FrozenEstimator for the backbone: clone everything else.

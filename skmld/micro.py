@@ -92,6 +92,10 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         Progress bars (one per stage and horizon) when > 0.
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling, sampling and validation split: reproducible on CPU.
+    checkpoint_dir : str or path-like, default=None
+        Write a checkpoint after every epoch (atomically) to this directory; a fit
+        with the same directory, parameters and data resumes after the last
+        completed epoch and ends as the uninterrupted fit would (on CPU).
 
     Attributes
     ----------
@@ -167,6 +171,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         jit_compile: bool = False,
         verbose: int = 0,
         random_state=None,
+        checkpoint_dir=None,
     ):
         self.latent_channels = latent_channels
         self.filters = filters
@@ -193,6 +198,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self.jit_compile = jit_compile
         self.verbose = verbose
         self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
