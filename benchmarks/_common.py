@@ -59,10 +59,10 @@ def stage_timer():
     times = defaultdict(float)
     original = LatentDynamicsEstimator._run_stage
 
-    def timed(self, stage, *args, **kwargs):
+    def timed(self, index, stage, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return original(self, stage, *args, **kwargs)
+            return original(self, index, stage, *args, **kwargs)
         finally:
             times[stage.name] += time.perf_counter() - start
 
