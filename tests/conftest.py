@@ -86,3 +86,28 @@ def raise_if_dask_computes():
             yield scheduler
 
     return limit
+
+
+@pytest.fixture
+def predict_in_fresh_process(tmp_path):
+    """``f(model, X) -> ndarray``: unpickle ``model`` in a new Python process and predict ``X`` there."""
+    import pickle
+    import subprocess
+    import sys
+    import textwrap
+
+    import numpy as np
+
+    def run(model, X):
+        (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+        (tmp_path / "X.pkl").write_bytes(pickle.dumps(X))
+        code = textwrap.dedent(f"""
+            import pickle, numpy as np
+            model = pickle.load(open({str(tmp_path / 'model.pkl')!r}, "rb"))
+            X = pickle.load(open({str(tmp_path / 'X.pkl')!r}, "rb"))
+            np.save({str(tmp_path / 'pred.npy')!r}, model.predict(X).values)
+        """)
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+        return np.load(tmp_path / "pred.npy")
+
+    return run

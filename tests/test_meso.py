@@ -1,9 +1,5 @@
 """MesoDynamicsEstimator: backbone checks, frozen parts, time ratio, CV without refitting the backbone."""
 
-import pickle
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -178,14 +174,5 @@ def test_cross_val_and_grid_search_leave_backbone_unchanged(micro_pipe, meso_X):
     assert_weights_equal(weights(backbone._networks.models), before)
 
 
-def test_pickle_in_fresh_process(meso_pipe, meso_X, tmp_path):
-    (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(meso_pipe))
-    (tmp_path / "X.pkl").write_bytes(pickle.dumps(meso_X))
-    code = textwrap.dedent(f"""
-        import pickle, numpy as np
-        pipe = pickle.load(open({str(tmp_path / 'pipe.pkl')!r}, "rb"))
-        X = pickle.load(open({str(tmp_path / 'X.pkl')!r}, "rb"))
-        np.save({str(tmp_path / 'pred.npy')!r}, pipe.predict(X).values)
-    """)
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
-    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), meso_pipe.predict(meso_X).values)
+def test_pickle_in_fresh_process(meso_pipe, meso_X, predict_in_fresh_process):
+    np.testing.assert_array_equal(predict_in_fresh_process(meso_pipe, meso_X), meso_pipe.predict(meso_X).values)

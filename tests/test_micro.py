@@ -1,9 +1,5 @@
 """MicroDynamicsEstimator: layouts, learning, curriculum, frozen parts, sklearn rules, pickling."""
 
-import pickle
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -251,18 +247,11 @@ def test_divergence_keeps_last_good_weights(micro_pipe, micro_X):
 
 
 # -- pickling ---------------------------------------------------------------------------
-def test_pickle_round_trip_in_fresh_process(micro_pipe, micro_X, tmp_path):
+def test_pickle_round_trip_in_fresh_process(micro_pipe, micro_X, predict_in_fresh_process):
     tokens = micro_pipe["tokens"].transform(micro_X)
-    (tmp_path / "model.pkl").write_bytes(pickle.dumps(micro_pipe["micro"]))
-    (tmp_path / "tokens.pkl").write_bytes(pickle.dumps(tokens))
-    code = textwrap.dedent(f"""
-        import pickle, numpy as np
-        est = pickle.load(open({str(tmp_path / 'model.pkl')!r}, "rb"))
-        tokens = pickle.load(open({str(tmp_path / 'tokens.pkl')!r}, "rb"))
-        np.save({str(tmp_path / 'pred.npy')!r}, est.predict(tokens).values)
-    """)
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
-    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), micro_pipe["micro"].predict(tokens).values)
+    np.testing.assert_array_equal(predict_in_fresh_process(micro_pipe["micro"], tokens),
+                                  micro_pipe["micro"].predict(tokens).values)
+
 
 
 def test_restore_on_divergence_retries_with_halved_rate(micro_pipe, micro_X, caplog):
