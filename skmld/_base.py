@@ -64,8 +64,12 @@ class Stage:
 
 def _per_horizon(epochs, horizons, name: str) -> tuple:
     """An int, or one entry per horizon."""
-    if isinstance(epochs, Integral):
+    if isinstance(epochs, Integral) and not isinstance(epochs, (bool, np.bool_)):
         return (int(epochs),) * len(horizons)
+    epochs = tuple(epochs)
+    bad = [e for e in epochs if isinstance(e, (bool, np.bool_)) or not isinstance(e, Integral) or e < 0]
+    if bad:
+        raise ValueError(f"{name} must be a non-negative int or one per horizon, got {bad[0]!r} in {epochs!r}.")
     epochs = tuple(int(e) for e in epochs)
     if len(epochs) != len(horizons):
         raise ValueError(
@@ -128,12 +132,36 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     # -- helpers ----------------------------------------------------------------
     def _check_horizons(self) -> tuple:
+        if not isinstance(self.horizons, (list, tuple, range, np.ndarray)):
+            raise TypeError(f"horizons must be a list or tuple of positive ints, got {self.horizons!r}.")
         horizons = tuple(self.horizons)
-        if not horizons or any(int(h) != h or h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
+        ints = all(isinstance(h, Integral) and not isinstance(h, (bool, np.bool_)) for h in horizons)
+        if not horizons or not ints or any(h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
             raise ValueError(
                 f"horizons must be a non-empty increasing sequence of positive ints, got {self.horizons!r}."
             )
         return tuple(int(h) for h in horizons)
+
+    # Parameters given as an int or one int per horizon (checked at the start of fit).
+    _per_horizon_params: tuple = ()
+
+    def _check_params(self) -> tuple:
+        """What ``_parameter_constraints`` cannot say: no bools or infinities for numbers, epochs per horizon."""
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name)
+            if not any(isinstance(c, Interval) for c in constraints):
+                continue
+            if isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a number, not a bool; got {name}={value!r}.")
+            if isinstance(value, Real) and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {name}={value!r}.")
+        horizons = self._check_horizons()
+        for name in self._per_horizon_params:
+            _per_horizon(getattr(self, name), horizons, name)
+        if self.checkpoint_dir is not None and os.path.exists(self.checkpoint_dir) \
+                and not os.path.isdir(self.checkpoint_dir):
+            raise ValueError(f"checkpoint_dir={str(self.checkpoint_dir)!r} exists and is not a directory.")
+        return horizons
 
     def _dtype(self):
         return None if self.precision == "float32" else self.precision
@@ -174,7 +202,7 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------
     def _fit(self, X):
-        horizons = self._check_horizons()
+        horizons = self._check_params()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         keras.utils.set_random_seed(seed)
@@ -458,6 +486,9 @@ class LatentDynamicsEstimator(BaseEstimator):
         truth, pred = x[:, 1:].astype(np.float64), mean[:, 1:].astype(np.float64)
         ss_res = np.sum((truth - pred) ** 2)
         ss_tot = np.sum((truth - truth.mean()) ** 2)
+        if not (math.isfinite(ss_res) and math.isfinite(ss_tot)):
+            raise ValueError("score: the rollout of X is not finite (NaN or inf); X's values are likely far "
+                             "outside the range the model was fitted on (scale X as the training data).")
         return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
 
     def encode(self, X):
@@ -487,12 +518,16 @@ class LatentDynamicsEstimator(BaseEstimator):
         dims, else a plain field DataArray.
         """
         check_is_fitted(self)
+        if isinstance(Z, xr.Dataset) and "z_mean" not in Z.data_vars:
+            raise ValueError(f"Z has no 'z_mean' variable (it has {list(Z.data_vars)}); pass the output of encode.")
         da = Z["z_mean"] if isinstance(Z, xr.Dataset) else Z
         if not isinstance(da, xr.DataArray):
             raise TypeError(f"Z must be the Dataset returned by encode or its z_mean DataArray, got {type(Z)}.")
         if "field" in da.coords and [str(f) for f in da["field"].values] != self.fields_:
             raise ValueError(f"Z has fields {list(da['field'].values)}, the model {self.fields_}.")
         z = latents_from_xarray(da, "Z")
+        if "field" in da.dims and da.sizes["field"] != len(self.fields_):
+            raise ValueError(f"Z has {da.sizes['field']} fields, the model {len(self.fields_)}: {self.fields_}.")
         tokens = "token_y" in da.dims
         grid = (da.sizes["token_y"], da.sizes["token_x"]) if tokens else (1, 1)
         if z.shape[-1] != len(self.fields_) * self._latent_channels():

@@ -73,10 +73,36 @@ def _check_token_attrs(X: xr.DataArray, name: str) -> None:
                 f"{name} has token dims but no {key!r} attribute; pass the output of "
                 "PatchTokenizer.transform unchanged (its attrs record fields, ranges and token shape)."
             )
-    if X.sizes["sample"] == 0 or X.sizes["time"] == 0:
-        raise ValueError(f"{name} is empty: sizes {dict(X.sizes)}.")
-    if not np.issubdtype(X.dtype, np.number):
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}.")
+    empty = [d for d in TOKEN_DIMS if X.sizes[d] == 0]
+    if empty:
+        raise ValueError(f"{name} has empty dims {empty}: sizes {dict(X.sizes)}.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {X.dtype}.")
+    fields = X.attrs["skmld_fields"]
+    if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields) \
+            or len(fields) != X.sizes["field"]:
+        raise ValueError(
+            f"{name}'s skmld_fields attribute {fields!r} must list the names of its {X.sizes['field']} fields."
+        )
+    for key, dims in (("skmld_token_shape", ("patch_y", "patch_x")), ("skmld_grid_shape", ("token_y", "token_x"))):
+        value, sizes = X.attrs[key], [X.sizes[d] for d in dims]
+        if not isinstance(value, (list, tuple, np.ndarray)) or [v for v in value] != sizes \
+                or any(isinstance(v, (bool, np.bool_)) for v in value):
+            raise ValueError(
+                f"{name}'s {key} attribute {value!r} does not match its {dims} sizes {sizes}; pass the "
+                "output of PatchTokenizer.transform unchanged."
+            )
+    if "skmld_ranges" in X.attrs:
+        try:
+            ranges = np.asarray(X.attrs["skmld_ranges"], dtype=float)
+        except (TypeError, ValueError):
+            ranges = None
+        if ranges is None or ranges.shape != (X.sizes["field"], 2) or not np.isfinite(ranges).all() \
+                or (ranges[:, 1] < ranges[:, 0]).any():
+            raise ValueError(
+                f"{name}'s skmld_ranges attribute {X.attrs['skmld_ranges']!r} must hold a finite (min, max) "
+                f"pair per field ({X.sizes['field']} fields)."
+            )
 
 
 def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
@@ -137,8 +163,24 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
     return values, layout
 
 
+def _check_output(values, fields, what: str) -> None:
+    """A model output ``(S, T, ..., F)`` computed from finite input must be finite (NumPy arrays only)."""
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        s, t = (int(v) for v in np.argwhere(bad.any(axis=tuple(range(2, values.ndim))))[0])
+        f = int(np.argwhere(bad[s, t].reshape(-1, values.shape[-1]).any(axis=0))[0][0])
+        raise ValueError(
+            f"The model's {what} is NaN or inf (first at sample index {s}, time index {t}, "
+            f"{fields[f * len(fields) // values.shape[-1]]!r}) although its input was finite: the input is "
+            "likely far outside the range the model was fitted on; scale it as the training data."
+        )
+
+
 def from_domain(values: np.ndarray, layout: Layout, *, sample=None):
     """Inverse of :func:`to_domain` for a (possibly longer) ``(S, T', Y, X, F)`` array."""
+    _check_output(values, layout.fields, "output")
     S, T = values.shape[:2]
     time = layout.time_coord(T)
     sample = layout.sample if sample is None else sample
@@ -163,6 +205,7 @@ def from_domain(values: np.ndarray, layout: Layout, *, sample=None):
 
 def latents_to_xarray(z: np.ndarray, layout: Layout, latent_channels: int, name: str) -> xr.DataArray:
     """Whole-domain latents ``(S, T, y, x, F*C)`` to dims ``LATENT_DIMS`` (token dims kept for tokens)."""
+    _check_output(z, layout.fields, name)
     S, T, Yl, Xl, _ = z.shape
     ty, tx = layout.grid_shape
     F, C = len(layout.fields), latent_channels
@@ -182,12 +225,25 @@ def latents_from_xarray(Z: xr.DataArray, name: str = "Z") -> np.ndarray:
     dims = list(LATENT_DIMS) if "token_y" in Z.dims else [d for d in LATENT_DIMS if not d.startswith("token")]
     if set(Z.dims) != set(dims):
         raise ValueError(f"{name} must have dims {tuple(dims)} (the output of encode), got {Z.dims}.")
+    empty = [d for d in Z.dims if Z.sizes[d] == 0]
+    if empty:
+        raise ValueError(f"{name} has empty dims {empty}: sizes {dict(Z.sizes)}.")
+    if Z.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {Z.dtype}.")
     if "token_y" not in Z.dims:
         Z = Z.expand_dims(token_y=1, token_x=1)
     arr = np.asarray(
         Z.transpose("sample", "time", "token_y", "latent_y", "token_x", "latent_x", "field", "channel").data,
         dtype=np.float32,
     )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        s, t = (int(v) for v in np.argwhere(bad.any(axis=(2, 3, 4, 5, 6, 7)))[0])
+        f = int(np.argwhere(bad[s, t].any(axis=(0, 1, 2, 3, 5)))[0][0])
+        raise ValueError(
+            f"{name} contains NaN or inf (or values beyond float32): first in field "
+            f"{Z['field'].values[f] if 'field' in Z.coords else f}, sample index {s}, time index {t}."
+        )
     S, T, ty, ly, tx, lx, F, C = arr.shape
     return arr.reshape(S, T, ty * ly, tx * lx, F * C)
 

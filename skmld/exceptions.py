@@ -22,3 +22,31 @@ class DivergenceError(SkmldError, FloatingPointError):
             f"{term!r} is {value}. The weights of the last good epoch were kept; lower the "
             "learning_rate, or pass on_divergence='restore' to retry with a halved rate."
         )
+
+
+def _documented_errors() -> tuple[type[BaseException], ...]:
+    from sklearn.exceptions import NotFittedError
+
+    return (ValueError, TypeError, NotFittedError, SkmldError)
+
+
+#: The exception types skmld's public entry points raise on bad input.
+#:
+#: Every public call (:func:`skmld.as_fields`, :func:`skmld.validate_fields`,
+#: :class:`~skmld.PatchTokenizer`, the estimators' ``fit``/``predict``/``score``/
+#: ``encode``/``decode``, :mod:`skmld.metrics`, :func:`skmld.load`) either
+#: succeeds with finite output or raises one of these, with a message that says
+#: what is wrong and where (field, dim, sample, time step, file member):
+#:
+#: - :class:`ValueError`: wrong dims, coordinates, shapes, values (NaN/inf, empty
+#:   arrays, uneven time steps), parameters out of range, damaged model files;
+#:   sklearn's ``InvalidParameterError`` is a subclass;
+#: - :class:`TypeError`: an argument of the wrong type (not an xarray object,
+#:   a parameter of the wrong type);
+#: - :class:`sklearn.exceptions.NotFittedError` (a ``ValueError`` and an
+#:   ``AttributeError``): a method of an unfitted estimator;
+#: - :class:`SkmldError` and its subclasses, e.g. :class:`DivergenceError`
+#:   (also a ``FloatingPointError``): training diverged.
+#:
+#: ``tests/test_fuzz.py`` checks this property on generated malformed input.
+DOCUMENTED_ERRORS: tuple[type[BaseException], ...] = _documented_errors()

@@ -251,7 +251,8 @@ def _coord_label(arr: xr.DataArray, dim: str, i: int) -> str:
     if dim in arr.coords:
         value = arr[dim].values[i]
         # Plain Python scalars print as 2.0, not np.float64(2.0).
-        value = str(value) if value.dtype.kind in "mM" else value.item()
+        kind = getattr(getattr(value, "dtype", None), "kind", "")
+        value = str(value) if kind in ("m", "M") else (value.item() if hasattr(value, "item") else value)
         return f"{dim} index {i} ({dim}={value!r})"
     return f"{dim} index {i}"
 
@@ -259,6 +260,14 @@ def _coord_label(arr: xr.DataArray, dim: str, i: int) -> str:
 def _validate_view(obj: Any, name: str, check_values: bool = True) -> _FieldView:
     """Run the checks of :func:`validate_fields` on the unstacked fields."""
     view = _field_view(obj, name=name)
+    if not view.arrays:
+        raise ValueError(f"{name} has empty dims ['field']: it holds no fields.")
+    bad = [f for f in view.names if not isinstance(f, str) or not f]
+    if bad:
+        raise ValueError(
+            f"{name} has field names {bad} that are not non-empty strings; name every field, e.g. "
+            "'temperature', 'pressure', 'microstructure'."
+        )
     first = view.arrays[0]
     for field, arr in zip(view.names, view.arrays):
         if arr.sizes != first.sizes:
@@ -334,8 +343,8 @@ def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.Da
     TypeError
         If ``obj`` is not an xarray Dataset or DataArray.
     ValueError
-        If dims are missing or unexpected, a dim is empty, a field is not
-        numeric, there are fewer than 2 time steps, the ``time`` coordinate (when
+        If dims are missing or unexpected, a dim is empty, a field name is
+        not a non-empty string, a field is not numeric, there are fewer than 2 time steps, the ``time`` coordinate (when
         present) is not strictly increasing with a uniform step (relative
         tolerance 1e-6), or a value is NaN or infinite (the message names the
         field, sample and time of the first one, in ``(sample, time, field)``

@@ -90,6 +90,8 @@ jit_compile, verbose, random_state, checkpoint_dir :
 
     _whole_domain = True
 
+    _per_horizon_params = ("epochs", "decoupled_epochs")
+
     _parameter_constraints: dict = {
         **LatentDynamicsEstimator._parameter_constraints,
         "backbone": [None, LatentDynamicsEstimator],
@@ -192,7 +194,7 @@ jit_compile, verbose, random_state, checkpoint_dir :
         self
         """
         frozen = tuple(self.freeze)
-        if not set(frozen) <= set(FREEZABLE):
+        if not all(isinstance(part, str) and part in FREEZABLE for part in frozen):
             raise ValueError(f"freeze must name parts among {FREEZABLE}, got {self.freeze!r}.")
         return self._fit(X)
 

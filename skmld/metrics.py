@@ -45,11 +45,66 @@ INTERVAL_DIM = "interval"
 # ----------------------------------------------------------------------------
 
 
+def _is_lazy(arr: xr.DataArray) -> bool:
+    return type(arr.data).__module__.startswith("dask.")
+
+
+def _check_values(arr: xr.DataArray, name: str) -> xr.DataArray:
+    """Real numbers, no empty dim, and (NumPy-backed data only) no NaN or inf; else ValueError saying where."""
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}.")
+    empty = [str(d) for d in arr.dims if arr.sizes[d] == 0]
+    if empty:
+        raise ValueError(f"{name} has empty dims {empty}: sizes {dict(arr.sizes)}.")
+    if arr.dtype.kind == "f" and not _is_lazy(arr):
+        values = np.asarray(arr.values)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            index = np.argwhere(bad)[0]
+            where = ", ".join(
+                f"{d}={np.asarray(arr[d].values[i]).item()!r}" if d in arr.coords else f"{d} index {i}"
+                for d, i in zip(arr.dims, index) if d not in ("y", "x")
+            )
+            kind = "NaN" if np.isnan(values[tuple(index)]) else "inf"
+            raise ValueError(f"{name} contains {kind} (first at {where or 'index ' + str(tuple(index))}).")
+    return arr
+
+
+def _check_result(obj: xr.Dataset | xr.DataArray, what: str) -> None:
+    """A metric computed from finite input must be finite (NumPy-backed results only)."""
+    parts = obj.data_vars.items() if isinstance(obj, xr.Dataset) else [(obj.name, obj)]
+    for name, arr in parts:
+        if arr.dtype.kind == "f" and not _is_lazy(arr) and not np.isfinite(np.asarray(arr.values)).all():
+            raise ValueError(
+                f"{what}: {name} is NaN or inf although the inputs are finite: their coordinates do not "
+                "overlap (xarray aligns the inputs on them), or the inputs (or pixel_area, dt, the x/y/time "
+                "coordinates) are too large for float64 arithmetic."
+            )
+
+
+def _real(value: Any, name: str, *, positive: bool = False, allow_none: bool = False) -> float | None:
+    """A finite real parameter (not a bool), > 0 when ``positive``, else ValueError/TypeError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    value = float(value)
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be {'a positive' if positive else 'a'} finite number, got {value!r}.")
+    return value
+
+
 def _as_array(obj: xr.Dataset | xr.DataArray, name: str = "data") -> xr.DataArray:
-    """Return *obj* as a DataArray, stacking a Dataset's variables along ``field``."""
+    """Return *obj* as a DataArray (a Dataset's variables stacked along ``field``), values checked."""
+    return _check_values(_as_array_unchecked(obj, name), name)
+
+
+def _as_array_unchecked(obj: xr.Dataset | xr.DataArray, name: str = "data") -> xr.DataArray:
     if isinstance(obj, xr.DataArray):
         return obj
     if isinstance(obj, xr.Dataset):
+        if not obj.data_vars:
+            raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
         units = {k: v.attrs.get("units") for k, v in obj.data_vars.items()}
         try:  # the package converter, when present, is the single source of truth
             from skmld.fields import as_fields
@@ -136,7 +191,7 @@ def _temperature(obj: xr.Dataset | xr.DataArray, field: str = "temperature") -> 
         raise ValueError(
             f"temperature is missing spatial dimension(s) {missing}; dims are {temp.dims}.{hint}"
         )
-    return temp
+    return _check_values(temp, "temperature")
 
 
 def _coord_spacing(arr: xr.DataArray, dim: str) -> float | None:
@@ -198,6 +253,10 @@ def field_rmse(
     if dim is None:
         dims = [d for d in t_arr.dims if d not in ("field", "time")]
     else:
+        if not isinstance(dim, str) and (
+            not isinstance(dim, Iterable) or not all(isinstance(d, str) for d in dim)
+        ):
+            raise TypeError(f"dim must be a dimension name or a sequence of names, got {dim!r}.")
         dims = [dim] if isinstance(dim, str) else list(dim)
         missing = [d for d in dims if d not in t_arr.dims]
         if missing:
@@ -206,11 +265,12 @@ def field_rmse(
     rmse = np.sqrt((err**2).mean(dims))
     units = _field_units(t_arr)
     if units and "field" in rmse.dims:
-        rmse = rmse.assign_coords(units=("field", [units[f] for f in rmse["field"].values]))
+        rmse = rmse.assign_coords(units=("field", [units.get(f, "") for f in rmse["field"].values]))
     order = [d for d in ("field", "time") if d in rmse.dims]
     rmse = rmse.transpose(*order, ...)
     rmse.name = "field_rmse"
     rmse.attrs = {"long_name": "root-mean-square error", "reduced_over": ", ".join(map(str, dims))}
+    _check_result(rmse, "field_rmse")
     return rmse
 
 
@@ -272,6 +332,9 @@ def hotspot_metrics(
     >>> hs["dT_hs_dt"].values.tolist()
     [[1100.0]]
     """
+    threshold = _real(threshold, "threshold")
+    pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
+    dt = _real(dt, "dt", positive=True, allow_none=True)
     temp = _temperature(temperature)
     spatial = ("y", "x")
     note = None
@@ -314,7 +377,9 @@ def hotspot_metrics(
     attrs = {"threshold": float(threshold), "threshold_units": temp_units, "pixel_area": pixel_area}
     if note:
         attrs["note"] = note
-    return xr.Dataset(data, attrs=attrs)
+    out = xr.Dataset(data, attrs=attrs)
+    _check_result(out, "hotspot_metrics")
+    return out
 
 
 def _forward_rate(values: xr.DataArray, dt: float | None) -> xr.DataArray:
@@ -327,7 +392,15 @@ def _forward_rate(values: xr.DataArray, dt: float | None) -> xr.DataArray:
         t = values["time"]
         if np.issubdtype(t.dtype, np.timedelta64):
             t = t / np.timedelta64(1, "ns")
-        steps = np.diff(np.asarray(t.values, dtype=float))
+        try:
+            t_values = np.asarray(t.values, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"the time coordinate must be numeric to take rates, got dtype {t.dtype}; "
+                             "pass dt=.") from None
+        steps = np.diff(t_values)
+        if not (np.isfinite(t_values).all() and (steps > 0).all()):
+            raise ValueError(f"the time coordinate must be finite and strictly increasing to take rates, got "
+                             f"{t_values.tolist()}; sort with .sortby('time') or pass dt=.")
         rate = rate / xr.DataArray(steps, dims="time")
     rate = rate.rename(time=INTERVAL_DIM)
     if INTERVAL_DIM in rate.coords:
@@ -380,6 +453,9 @@ def hotspot_rmse(
     >>> float(r["T_hs_overall"]), float(r["A_hs_overall"])
     (10.0, 0.0)
     """
+    threshold = _real(threshold, "threshold")
+    pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
+    dt = _real(dt, "dt", positive=True, allow_none=True)
     t_temp = _temperature(truth)
     p_temp = _temperature(pred)
     t_temp, p_temp = _align_time(t_temp, p_temp, ("truth", "pred"))
@@ -405,7 +481,9 @@ def hotspot_rmse(
         out[f"{name}_overall"] = np.sqrt(sq.mean()).assign_attrs(
             attrs, long_name=f"RMSE of {m_true[name].attrs['long_name']} over samples and times"
         )
-    return xr.Dataset(out, attrs=dict(m_true.attrs))
+    out = xr.Dataset(out, attrs=dict(m_true.attrs))
+    _check_result(out, "hotspot_rmse")
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -450,6 +528,7 @@ def coverage(
     >>> float(coverage(truth, mean, xr.ones_like(truth) * 1.5)["coverage_overall"])
     0.5
     """
+    k = _real(k, "k")
     if k < 0:
         raise ValueError(f"k must be non-negative, got {k}.")
     t_arr = _as_array(truth, "truth")
@@ -458,17 +537,21 @@ def coverage(
     t_arr, m_arr = _align_time(t_arr, m_arr, ("truth", "mean"))
     m_arr, s_arr = _align_time(m_arr, s_arr, ("mean", "std"))
     t_arr = t_arr.sel(time=m_arr["time"]) if "time" in m_arr.coords else t_arr
+    if s_arr.dtype.kind in "biuf" and not _is_lazy(s_arr) and bool((s_arr < 0).any()):
+        raise ValueError("std must be non-negative (a standard deviation).")
     inside = (np.abs(t_arr - m_arr) <= k * s_arr).astype(float)
     per_field = inside.mean([d for d in inside.dims if d != "field"])
     nominal = math.erf(k / math.sqrt(2.0))
     attrs = {"k": float(k), "nominal": nominal, "units": "1"}
-    return xr.Dataset(
+    out = xr.Dataset(
         {
             "coverage": per_field.assign_attrs(attrs, long_name="coverage per field"),
             "coverage_overall": inside.mean().assign_attrs(attrs, long_name="coverage"),
         },
         attrs={"k": float(k), "nominal": nominal},
     )
+    _check_result(out, "coverage")
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -535,6 +618,9 @@ class _Scorer:
         if self.kind == "field_rmse":
             field = self.options.get("field")
             if field is not None:
+                names = [str(f) for f in truth["field"].values] if "field" in truth.coords else []
+                if field not in names:
+                    raise ValueError(f"field={field!r} is not a field of X; X has fields {names}.")
                 truth, pred = truth.sel(field=[field]), pred.sel(field=[field])
             per = [d for d in truth.dims if d != "field"]
             rmse = np.sqrt(((truth - pred) ** 2).mean(per))

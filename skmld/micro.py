@@ -130,6 +130,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
     ('sample', 'time', 'field', 'token_y', 'token_x', 'patch_y', 'patch_x')
     """
 
+    _per_horizon_params = ("decoupled_epochs", "coupled_epochs")
+
     _parameter_constraints: dict = {
         **LatentDynamicsEstimator._parameter_constraints,
         "latent_channels": [Interval(Integral, 1, None, closed="left")],

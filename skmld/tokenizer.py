@@ -17,7 +17,13 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skmld.fields import SPATIAL_DIMS, VARIABLE_DIMS, _field_view, _validate_view
+from skmld.fields import (
+    SPATIAL_DIMS,
+    VARIABLE_DIMS,
+    _coord_label,
+    _field_view,
+    _validate_view,
+)
 
 __all__ = ["TOKEN_DIMS", "PatchTokenizer"]
 
@@ -30,6 +36,7 @@ TOKEN_ATTRS: tuple[str, ...] = (
     "skmld_fields", "skmld_ranges", "skmld_token_shape", "skmld_grid_shape", "skmld_input_shape",
 )
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_dask(data: Any) -> bool:
@@ -173,6 +180,10 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             )
         for f, r in fixed.items():
             try:
+                if isinstance(r, (str, bytes)) or any(
+                    isinstance(v, (bool, np.bool_, str, bytes)) for v in r
+                ):
+                    raise TypeError
                 lo, hi = (float(v) for v in r)
             except (TypeError, ValueError):
                 raise ValueError(
@@ -193,6 +204,16 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             red = xr.Dataset(red).compute()
             for i in todo:
                 fixed[view.names[i]] = (float(red[f"lo{i}"]), float(red[f"hi{i}"]))
+        for f in view.names:
+            lo, hi = fixed[f]
+            # Tokens are float32: the scaled offset (x - min) must fit one.
+            if not np.isfinite(hi - lo) or max(abs(lo), abs(hi), hi - lo) > _FLOAT32_MAX:
+                where = "ranges" if f in (self.ranges or {}) else "X"
+                raise ValueError(
+                    f"{where} gives field {f!r} the range ({lo:g}, {hi:g}), beyond float32 "
+                    f"(|value| <= {_FLOAT32_MAX:.3g}), the dtype of the tokens; rescale the field "
+                    "(e.g. change its units) first."
+                )
         return {f: fixed[f] for f in view.names}
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -211,6 +232,11 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         self : PatchTokenizer
             Fitted tokenizer.
         """
+        for param in ("patch_size", "multiple_of"):
+            value = getattr(self, param)
+            parts = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(p, (bool, np.bool_)) for p in parts):
+                raise TypeError(f"{param} must be made of ints, not bools; got {value!r}.")
         view = _validate_view(X, "X")
         first = view.arrays[0]
         shape = (int(first.sizes["y"]), int(first.sizes["x"]))
@@ -269,8 +295,10 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : xarray.Dataset or xarray.DataArray
-            Field data with the fitted fields (any order) and grid shape. Values
-            are not checked for NaN here (``fit`` does).
+            Field data with the fitted fields (any order) and grid shape.
+            NumPy-backed values that are NaN or inf, or too large to scale to
+            float32, raise ``ValueError`` naming field, sample and time;
+            dask-backed input stays lazy and is not checked here.
 
         Returns
         -------
@@ -308,6 +336,7 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
                 # Scale straight into the output buffer: no temporary full-size copy.
                 np.subtract(a.data, lo[i], out=inner[:, :, i], casting="same_kind")
                 np.multiply(inner[:, :, i], np.float32(1.0 / scale[i]), out=inner[:, :, i])
+            self._check_finite(inner, arrays)
             self._pad_inplace(grid)
         tokens = grid.reshape(S, T, F, ty, py, tx, px).transpose(0, 1, 2, 3, 5, 4, 6)
         coords = {
@@ -320,6 +349,26 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         out = xr.DataArray(tokens, dims=TOKEN_DIMS, coords=coords, attrs=self._token_attrs())
         out.name = None  # not the dask array's name
         return out
+
+    def _check_finite(self, inner: np.ndarray, arrays: list) -> None:
+        """Name the first (sample, time, field) whose scaled values are NaN or inf."""
+        if inner.size == 0 or np.isfinite(inner.min()) and np.isfinite(inner.max()):
+            return  # reductions: no temporary array the size of the tokens
+        ok = np.isfinite(inner).all(axis=(3, 4))
+        if ok.all():
+            return
+        s, t, i = (int(v) for v in np.argwhere(~ok)[0])
+        image = np.asarray(arrays[i].isel(sample=s, time=t).values)
+        if np.issubdtype(image.dtype, np.number) and not np.isfinite(image).all():
+            what = "contains NaN" if np.isnan(image).any() else "contains inf"
+        else:
+            lo, hi = self.ranges_[self.fields_[i]]
+            what = (f"has values too far outside the fitted range ({lo:g}, {hi:g}) to scale to "
+                    "float32 (max |x| = {:g})".format(float(np.max(np.abs(image)))))
+        raise ValueError(
+            f"X {what} in field {self.fields_[i]!r} at {_coord_label(arrays[i], 'sample', s)}, "
+            f"{_coord_label(arrays[i], 'time', t)}. Fill or drop non-finite values first."
+        )
 
     def _pad_inplace(self, grid: np.ndarray) -> None:
         (H, W), (pady, padx) = self.input_shape_, self.padding_

@@ -1,0 +1,45 @@
+"""Fuzzing: malformed field data, tokens, parameters and model files at every public entry point.
+
+Property (see ``tests/_strategies.py``): each call either succeeds with finite
+output (from finite input) or raises one of
+:data:`skmld.exceptions.DOCUMENTED_ERRORS` with a message; never another
+exception type, never NaN from finite input. ``fit`` is fuzzed up to the point
+where it would build its networks, so no network is trained here; the
+predict-side targets use the session's tiny fitted pipelines.
+
+Examples per target: ``SKMLD_FUZZ_EXAMPLES`` (default 25), derandomized so CI is
+reproducible; ``benchmarks/fuzz.py`` runs the same targets with many more.
+"""
+
+import os
+import sys
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _strategies import TARGETS, Context, model_files
+
+EXAMPLES = int(os.environ.get("SKMLD_FUZZ_EXAMPLES", "25"))
+
+
+@pytest.fixture(scope="module")
+def ctx(micro_pipe, meso_pipe, micro_X, meso_X):
+    return Context(micro_pipe, meso_pipe, micro_X, meso_X, model_files(micro_pipe))
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_public_call_succeeds_or_raises_a_documented_error(ctx, name):
+    target = TARGETS[name]
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def run(data):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # warnings are allowed; only errors are checked
+            target(data.draw, ctx)
+
+    run()
