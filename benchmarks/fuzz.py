@@ -6,7 +6,7 @@ predict/score/encode/decode and fit validation, metrics, model files) runs
 output or raise one of :data:`skmld.exceptions.DOCUMENTED_ERRORS`. Failures do
 not stop the run: each is recorded with its message (no shrinking).
 
-Run alone: ``python benchmarks/fuzz.py --examples 2000 [--targets metrics] [--seed 0]``;
+Run alone: ``python benchmarks/fuzz.py --examples 2000 [--slow-examples 300] [--targets metrics] [--seed 0]``;
 writes ``benchmarks/results/fuzz.json`` (per target: examples tried, failures,
 distinct failure messages, seconds).
 """
@@ -88,13 +88,15 @@ def run_target(name: str, target, ctx, examples: int, seed: int) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--examples", type=int, default=2000, help="examples per target")
+    p.add_argument("--slow-examples", type=int, default=None,
+                   help="examples per slow target (model predictions, model files); default --examples")
     p.add_argument("--targets", nargs="*", default=None, help="substrings of target names to run (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context-cache", default=None, help="pickle the fitted tiny models here and reuse them")
     p.add_argument("--name", default="fuzz", help="results/<name>.json")
     args = p.parse_args(argv)
 
-    from _strategies import TARGETS
+    from _strategies import SLOW_TARGETS, TARGETS
 
     start = time.perf_counter()
     ctx = build_context(args.context_cache)
@@ -103,13 +105,15 @@ def main(argv=None) -> dict:
     for name, target in TARGETS.items():
         if args.targets and not any(t in name for t in args.targets):
             continue
-        results[name] = run_target(name, target, ctx, args.examples, args.seed)
+        n = args.examples if name not in SLOW_TARGETS or args.slow_examples is None else args.slow_examples
+        results[name] = run_target(name, target, ctx, n, args.seed)
         r = results[name]
         print(f"{name:50s} tried {r['tried']:6d}  failures {r['failures']:5d}  {r['seconds']:7.1f} s", flush=True)
         for msg, n in r["messages"].items():
             print(f"    {n:5d} x {msg}", flush=True)
     out = {
         "examples_per_target": args.examples,
+        "examples_per_slow_target": args.slow_examples or args.examples,
         "seed": args.seed,
         "setup_seconds": round(setup, 1),
         "total_tried": sum(r["tried"] for r in results.values()),

@@ -748,6 +748,9 @@ TINY_PARAMS = {"filters": 2, "dynamics_filters": 2, "horizons": (1,), "vae_epoch
                "coupled_epochs": 1, "batch_size": 8, "random_state": 0}
 TINY_MESO_PARAMS = {"epochs": 1, "horizons": (1,), "batch_size": 8, "random_state": 0}
 
+#: Targets that run a fitted model or load a model file for most examples (~0.1-0.6 s each).
+SLOW_TARGETS = ("Micro.predict/score/encode", "Meso.predict/score/encode", "metrics.get_scorer", "skmld.load")
+
 #: name -> target(draw, ctx): each draws one example and checks the property.
 TARGETS: dict[str, Callable] = {
     "fields.as_fields": _t_as_fields,

@@ -7,7 +7,8 @@ exception type, never NaN from finite input. ``fit`` is fuzzed up to the point
 where it would build its networks, so no network is trained here; the
 predict-side targets use the session's tiny fitted pipelines.
 
-Examples per target: ``SKMLD_FUZZ_EXAMPLES`` (default 25), derandomized so CI is
+Examples per target: ``SKMLD_FUZZ_EXAMPLES`` (default 25; half for the slow
+targets that run a model or load a model file), derandomized so CI is
 reproducible; ``benchmarks/fuzz.py`` runs the same targets with many more.
 """
 
@@ -20,9 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _strategies import TARGETS, Context, model_files
+from _strategies import SLOW_TARGETS, TARGETS, Context, model_files
 
 EXAMPLES = int(os.environ.get("SKMLD_FUZZ_EXAMPLES", "25"))
+# Targets that run a model or load a model file for each example get half as many.
+SLOW_EXAMPLES = max(1, EXAMPLES // 2)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def ctx(micro_pipe, meso_pipe, micro_X, meso_X):
 def test_public_call_succeeds_or_raises_a_documented_error(ctx, name):
     target = TARGETS[name]
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=SLOW_EXAMPLES if name in SLOW_TARGETS else EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def run(data):
