@@ -36,7 +36,7 @@ GIGA = 1e9
 PAPER = {"filters": 64, "dynamics_filters": 64, "latent_channels": 4, "micro": (160, 256), "meso": (320, 480), "matmul": 4096,
              "conv": (8, 160, 256, 64), "micro_steps": 19, "meso_steps": 37, "draws": 16}
 QUICK = {"filters": 8, "dynamics_filters": 8, "latent_channels": 4, "micro": (32, 64), "meso": (64, 96), "matmul": 1024,
-             "conv": (2, 64, 64, 64), "micro_steps": 19, "meso_steps": 37, "draws": 16}
+         "conv": (2, 64, 64, 64), "micro_steps": 4, "meso_steps": 4, "draws": 4}
 
 
 def sizes(quick: bool) -> dict:
@@ -173,6 +173,21 @@ def copy_weights(src, dst) -> None:
     """Copy every network's weights from one bundle to another (e.g. fp32 → bf16)."""
     for name, model in src.models.items():
         dst.models[name].set_weights(model.get_weights())
+
+
+def fit_small_model(x, *, filters: int, vae_epochs: int, dynamics_epochs: int, seed: int = 0):
+    """ADAPTER — fit a float32 MicroDynamicsEstimator on scaled fields ``(N, T, H, W, F)``; its networks."""
+    import numpy as np
+    import xarray as xr
+
+    from skmld import MicroDynamicsEstimator
+
+    da = xr.DataArray(np.moveaxis(x, -1, 2), dims=("sample", "time", "field", "y", "x"),
+                      coords={"field": list(FIELDS)})
+    est = MicroDynamicsEstimator(filters=filters, dynamics_filters=filters, horizons=(1,), vae_epochs=vae_epochs,
+                                 decoupled_epochs=dynamics_epochs, coupled_epochs=dynamics_epochs, batch_size=8,
+                                 learning_rate=1e-3, on_divergence="restore", random_state=seed).fit(da)
+    return est._networks
 
 
 @dataclass
