@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from skmld.fields import FIELD_DIMS, to_dataset, validate_fields
+from skmld.fields import FIELD_DIMS, _time_error, to_dataset, validate_fields
 
 TOKEN_DIMS = ("sample", "time", "field", "token_y", "token_x", "patch_y", "patch_x")
 LATENT_DIMS = ("sample", "time", "field", "channel", "token_y", "token_x", "latent_y", "latent_x")
@@ -103,6 +103,10 @@ def _check_token_attrs(X: xr.DataArray, name: str) -> None:
                 f"{name}'s skmld_ranges attribute {X.attrs['skmld_ranges']!r} must hold a finite (min, max) "
                 f"pair per field ({X.sizes['field']} fields)."
             )
+    if "time" in X.coords and X.sizes["time"] > 1:
+        message = _time_error(X["time"], name)
+        if message is not None:
+            raise ValueError(message)
 
 
 def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
