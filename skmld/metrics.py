@@ -56,6 +56,9 @@ def _check_values(arr: xr.DataArray, name: str) -> xr.DataArray:
     empty = [str(d) for d in arr.dims if arr.sizes[d] == 0]
     if empty:
         raise ValueError(f"{name} has empty dims {empty}: sizes {dict(arr.sizes)}.")
+    for dim, index in arr.indexes.items():
+        if not index.is_unique:
+            raise ValueError(f"{name}'s {dim!r} coordinate has duplicate values; inputs are aligned on it.")
     if arr.dtype.kind == "f" and not _is_lazy(arr):
         values = np.asarray(arr.values)
         bad = ~np.isfinite(values)
