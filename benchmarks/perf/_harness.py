@@ -348,8 +348,12 @@ class Counter:
         return parts
 
     def train_memory(self, horizon: int, batch: int) -> int:
-        """Rough bytes that back-propagation through the frozen decoders keeps (fp32)."""
-        return 4 * self.decoder_activations * self.n_fields * horizon * batch
+        """Rough bytes that back-propagation through the frozen decoders keeps (fp32).
+
+        Every layer output of every decode, × 1.5 for the pre-activation values
+        that the LeakyReLU gradient also keeps.
+        """
+        return int(1.5 * 4 * self.decoder_activations * self.n_fields * horizon * batch)
 
 
 def executed(concrete_fn, trips=(), if_fraction: float = 1.0) -> dict:

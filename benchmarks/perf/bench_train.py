@@ -6,7 +6,7 @@ layer shapes), executed FLOPs (from the traced graph), their ratio, and the
 useful GFLOP/s as a fraction of the matmul rates timed in the same process.
 
 A configuration whose back-propagation through the frozen decoders would not
-fit in about half the available memory runs at the largest batch that does,
+fit in half the memory available at the start runs at the largest batch that does,
 and says so (``batch_run`` < ``batch``). Slow steps are timed fewer times
 (``reps``).
 
@@ -30,7 +30,7 @@ def run(quick: bool, stages, horizons, batches, precisions, budget: float) -> di
     rates = H.rates(quick)
     log.info("rates: %s", {k: round(v) for k, v in rates.items() if k.endswith("gflops")})
     rows = []
-    mem_limit = 0.45 * H.mem_available()
+    mem_limit = 0.5 * H.mem_available()
     nets = {p: H.build_nets(s, p) for p in precisions}
     counter = {}
     for stage in stages:
