@@ -474,6 +474,12 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             np.multiply(np.asarray(T.data), scale.astype(dtype).reshape(shape + (1, 1)), out=view)
             np.add(view, lo.astype(dtype).reshape(shape + (1, 1)), out=view)
             grid = grid[..., :H, :W]
+            if grid.size and not (np.isfinite(grid.min()) and np.isfinite(grid.max())):
+                s, t, i = (int(v) for v in np.argwhere(~np.isfinite(grid).all(axis=(3, 4)))[0])
+                raise ValueError(
+                    f"T holds NaN or inf, or values too large to unscale to {dtype}, in field "
+                    f"{self.fields_[i]!r} at sample index {s}, time index {t}."
+                )
         coords = {
             k: v.variable for k, v in T.coords.items() if set(v.dims) <= {"sample", "time"}
         }
