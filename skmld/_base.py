@@ -20,13 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 import xarray as xr
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skmld import _checkpoint, _engine
+from skmld import _checkpoint, _data, _engine
 from skmld._layout import (
     Layout,
     from_blocks,
@@ -37,7 +37,7 @@ from skmld._layout import (
     to_domain,
 )
 from skmld.exceptions import DivergenceError
-from skmld.nn.vae import DOWNSAMPLING, Sampling
+from skmld.nn.vae import DOWNSAMPLING
 
 logger = logging.getLogger("skmld")
 
@@ -114,6 +114,8 @@ class LatentDynamicsEstimator(BaseEstimator):
         "verbose": ["verbose"],
         "random_state": ["random_state"],
         "checkpoint_dir": [None, str, os.PathLike],
+        "distribute": [None, tf.distribute.Strategy],
+        "cache": [StrOptions({"auto", "memory", "disk"}), str, os.PathLike],
     }
 
     # -- subclass hooks -------------------------------------------------------
@@ -166,8 +168,14 @@ class LatentDynamicsEstimator(BaseEstimator):
     def _dtype(self):
         return None if self.precision == "float32" else self.precision
 
+    def _strategy(self) -> tf.distribute.Strategy:
+        return self.distribute if self.distribute is not None else tf.distribute.get_strategy()
+
     @contextlib.contextmanager
     def _device_scope(self):
+        if self.distribute is not None:  # the strategy places the replicas
+            yield
+            return
         gpus = tf.config.list_logical_devices("GPU")
         if self.device == "gpu" and not gpus:
             raise ValueError("device='gpu' but TensorFlow sees no GPU; use device='auto' or 'cpu'.")
@@ -202,6 +210,7 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------
     def _fit(self, X):
+        _engine.limit_threads()
         horizons = self._check_params()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
@@ -209,7 +218,7 @@ class LatentDynamicsEstimator(BaseEstimator):
 
         x, layout = self._to_arrays(X, min_times=2)
         if not layout.tokens and not self._whole_domain:
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = (float(v) for v in _compute(x.min(), x.max()))
             if lo < -0.5 or hi > 1.5:
                 warnings.warn(
                     f"X holds plain fields with values in [{lo:.3g}, {hi:.3g}], far outside [0, 1]; the "
@@ -248,10 +257,9 @@ class LatentDynamicsEstimator(BaseEstimator):
         def rows(samples):
             return np.sort((samples[:, None] * per_sample + np.arange(per_sample)).ravel())
 
-        x_train, x_val = x[rows(train_samples)], (x[rows(val_samples)] if n_val else None)
-        with self._device_scope():
+        with self._device_scope(), self._strategy().scope():
             self._networks = self._make_networks(self.fields_, self.ranges_, self.token_shape_)
-            self._train(x_train, x_val, horizons, seed)
+            self._train(x, rows(train_samples), rows(val_samples) if n_val else None, horizons, seed)
         return self
 
     def _latent_channels(self) -> int:
@@ -286,11 +294,12 @@ class LatentDynamicsEstimator(BaseEstimator):
             "multistep": self.multistep_weight,
         }
 
-    def _train(self, x_train, x_val, horizons, seed):
+    def _train(self, x, train_rows, val_rows, horizons, seed):
+        """Run the stages on ``x`` ``(N, T, H, W, F)``, training on ``train_rows``, validating on ``val_rows``."""
         nets = self._networks
         resume = None
         if self.checkpoint_dir is not None:
-            self._fingerprint = _checkpoint.fingerprint(self.get_params(), x_train)
+            self._fingerprint = _checkpoint.fingerprint(self.get_params(), x, train_rows)
             resume = _checkpoint.load(self.checkpoint_dir)
             if resume is not None:
                 if resume["fingerprint"] != self._fingerprint:
@@ -303,27 +312,31 @@ class LatentDynamicsEstimator(BaseEstimator):
                     own[name].set_weights(weights)
                 self.history_ = resume["history"]
                 logger.info("resuming after stage %d, horizon %d, epoch %d", *resume["position"])
-        cache = None  # encodings, refreshed after a VAE stage
-        for index, stage in enumerate(self._stages()):
-            if resume is not None and index < resume["position"][0]:
-                continue  # finished before the checkpoint
-            if stage.is_vae:
-                self._run_stage(index, stage, x_train, x_val, None, seed, resume)
-                cache = None
-                continue
-            if cache is None:
-                # Encode once per stage with the frozen encoders; train on the cache.
-                bs = max(self.batch_size, 16)
-                cache = (
-                    _engine.encode_all(nets, x_train, bs, self.jit_compile),
-                    None if x_val is None else _engine.encode_all(nets, x_val, bs, self.jit_compile),
-                )
-            self._run_stage(index, stage, x_train, x_val, cache, seed, resume)
+        cache = _data.LatentCache(self.cache, _data.is_lazy(x))
+        latents = None  # encodings of x, refreshed after a VAE stage
+        try:
+            for index, stage in enumerate(self._stages()):
+                if resume is not None and index < resume["position"][0]:
+                    continue  # finished before the checkpoint
+                if stage.is_vae:
+                    self._run_stage(index, stage, {"x": x}, train_rows, val_rows, seed, resume)
+                    latents = None
+                    continue
+                if latents is None:
+                    # Encode once per stage with the frozen encoders; train on the cache.
+                    def encode_block(block):
+                        return _engine.encode_all(nets, block, max(self.batch_size, 16), self.jit_compile)
+
+                    latents = cache.encode(encode_block, x, f"stage{index}")
+                sources = {"z_mean": latents[0], "z_log_var": latents[1], "x": x}
+                self._run_stage(index, stage, sources, train_rows, val_rows, seed, resume)
+        finally:
+            cache.close()
         self.__dict__.pop("_fingerprint", None)
 
-    def _run_stage(self, index: int, stage: Stage, x_train, x_val, cache, seed, resume=None):
+    def _run_stage(self, index: int, stage: Stage, sources: dict, train_rows, val_rows, seed, resume=None):
         nets = self._networks
-        N, T = x_train.shape[:2]
+        strategy = self._strategy()
         stage_seed = seed + 1000 * (index + 1)
         for h_index, (horizon, epochs) in enumerate(zip(stage.horizons, stage.epochs)):
             done = resume["position"] if resume is not None else None
@@ -334,54 +347,58 @@ class LatentDynamicsEstimator(BaseEstimator):
                 continue
             variables = nets.variables(stage.trainable)
             lr = resume["lr"] if first_epoch else self.learning_rate
-            optimizer = _engine.make_optimizer(lr, self.precision)
-            optimizer.build(variables)
+
+            def make_optimizer(lr):
+                with strategy.scope():
+                    optimizer = _engine.make_optimizer(lr, self.precision)
+                    optimizer.build(variables)
+                return optimizer
+
+            optimizer = make_optimizer(lr)
             if first_epoch:
                 for v, value in zip(optimizer.variables, resume["optimizer"]):
                     v.assign(value)
-            sampler = Sampling(seed=stage_seed)
             if stage.is_vae:
-                data_train = tf.constant(x_train.reshape((-1,) + x_train.shape[2:]))
-                index_train = (np.arange(N * T),)
-                data_val = None if x_val is None else tf.constant(x_val.reshape((-1,) + x_val.shape[2:]))
-                index_val = None if x_val is None else (np.arange(x_val.shape[0] * T),)
-                make = lambda data: _engine.make_vae_step(  # noqa: E731
-                    nets, data, self._weights(), optimizer, variables, sampler, self.jit_compile)
+                windows, span = {"x": _data.Window(0)}, 1
             else:
-                (zm, zv), val_cache = cache
-                data_train = (tf.constant(zm), tf.constant(zv), tf.constant(x_train))
-                index_train = _windows(N, T, horizon)
-                data_val = None if x_val is None else (
-                    tf.constant(val_cache[0]), tf.constant(val_cache[1]), tf.constant(x_val))
-                index_val = None if x_val is None else _windows(x_val.shape[0], T, horizon)
-                make = lambda data: _engine.make_dynamics_step(  # noqa: E731
-                    nets, data, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
+                windows = {"z_mean": _data.Window(0, horizon + 1), "z_log_var": _data.Window(0, horizon + 1),
+                           "x": _data.Window(1, horizon)}
+                span = horizon + 1
+
+            def make(optimizer):
+                spec = (dataset(train_rows).element_spec, dataset(train_rows, distribute=False).element_spec)
+                if stage.is_vae:
+                    return _engine.make_vae_step(nets, self._weights(), optimizer, variables, self.batch_size,
+                                                 strategy, spec, self.jit_compile)
+                return _engine.make_dynamics_step(
+                    nets, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
                     train_decoupled=stage.train_decoupled, train_coupled=stage.train_coupled,
-                    weights=self._weights(), optimizer=optimizer, variables=variables, sampler=sampler,
-                    jit=self.jit_compile)
-            train_step, _ = make(data_train)
-            eval_step = None if data_val is None else make(data_val)[1]
-            val_batches = None if index_val is None else [
-                tuple(tf.constant(np.asarray(i[sl], np.int32)) for i in index_val)
-                for sl in _engine.batches(len(index_val[0]), self.batch_size)
-            ]
+                    weights=self._weights(), optimizer=optimizer, variables=variables,
+                    global_batch=self.batch_size, strategy=strategy, spec=spec, jit=self.jit_compile)
+
+            def dataset(rows, rng=None, epoch_seed=0, distribute=True):
+                def per_worker(context):
+                    local = context.num_replicas_in_sync // context.num_input_pipelines
+                    return _data.window_dataset(
+                        sources, windows, rows, span, self.batch_size, rng=rng, seed=epoch_seed,
+                        replicas=(context.input_pipeline_id * local, local, context.num_replicas_in_sync))
+
+                if not distribute:
+                    return per_worker(tf.distribute.InputContext())
+                return strategy.distribute_datasets_from_function(per_worker)
+
+            train_step, eval_step = make(optimizer)
             bar = tqdm(total=epochs, initial=first_epoch, desc=f"{stage.name} h={horizon}" if horizon else stage.name,
                        unit="epoch", disable=not self.verbose, leave=True)
             restores = 0
             epoch = first_epoch
             while epoch < epochs:
-                # Shuffling and latent sampling are seeded per epoch, so a resumed fit
+                # Shuffling and latent noise are seeded per epoch, so a resumed fit
                 # replays exactly what an uninterrupted one would have done.
                 rng = np.random.default_rng((stage_seed, horizon, epoch))
-                sampler.seed_generator.state.assign([int(rng.integers(2**31)), 0])
-                order = rng.permutation(len(index_train[0]))
-                dataset = (
-                    tf.data.Dataset.from_tensor_slices(tuple(np.asarray(i, np.int32)[order] for i in index_train))
-                    .batch(self.batch_size)
-                    .prefetch(tf.data.AUTOTUNE)
-                )
+                epoch_seed = int(rng.integers(2**31 - 1))
                 snapshot = [v.numpy() for v in variables]
-                terms = _run_epoch(train_step, dataset)
+                terms = _run_epoch(train_step, dataset(train_rows, rng, epoch_seed))
                 bad = next((k for k, v in terms.items() if not math.isfinite(v)), None)
                 if bad is not None:
                     for v, w in zip(variables, snapshot):
@@ -391,14 +408,13 @@ class LatentDynamicsEstimator(BaseEstimator):
                         lr /= 2
                         logger.warning("%s h=%d epoch %d diverged (%s); retrying with learning rate %g",
                                        stage.name, horizon, epoch, bad, lr)
-                        optimizer = _engine.make_optimizer(lr, self.precision)
-                        optimizer.build(variables)
-                        train_step, _ = make(data_train)
+                        optimizer = make_optimizer(lr)
+                        train_step, eval_step = make(optimizer)
                         continue
                     raise DivergenceError(stage.name, horizon, epoch, bad, terms[bad])
                 record = {"stage": stage.name, "horizon": horizon, "epoch": epoch, **terms}
-                if eval_step is not None:
-                    record.update({f"val_{k}": v for k, v in _run_epoch(eval_step, val_batches).items()})
+                if val_rows is not None:
+                    record.update({f"val_{k}": v for k, v in _run_epoch(eval_step, dataset(val_rows, distribute=False)).items()})
                 self.history_.append(record)
                 logger.info("%s", record)
                 if self.checkpoint_dir is not None:
@@ -426,17 +442,48 @@ class LatentDynamicsEstimator(BaseEstimator):
             self._check_token_side(layout.domain_shape)
         return x, layout
 
-    def _rollout(self, x, n_steps, n_draws, seed):
-        """Rollout of arrays ``(N, T, H, W, F)`` from their first frame, batched over samples."""
+    def _rollout_rows(self, grid) -> int:
+        """Rows rolled out at once: whole samples (all ``grid`` tokens), about ``max(batch_size, 8)`` rows."""
+        per_sample = 1 if self._whole_domain else int(np.prod(grid))
+        return per_sample * max(1, max(self.batch_size, 8) // per_sample)
+
+    def _rollout_block(self, x0, n_steps, n_draws, seed):
+        """Rollout from initial frames ``x0`` ``(B, H, W, F)``.
+
+        Returns numpy ``(mean, std, z_mean, z_log_var)``, each ``(B, n_steps + 1, ...)``.
+        """
         fn = self.__dict__.get("_rollout_fn")
+        _engine.limit_threads()
         if fn is None:  # traced once per fitted model, then reused by every predict/score
             fn = self._rollout_fn = _engine.make_rollout(self._networks, self._time_ratio, self.jit_compile)
-        outs = []
         with self._device_scope():
-            for sl in _engine.batches(x.shape[0], max(self.batch_size, 8)):
-                out = fn(tf.constant(x[sl, 0]), tf.constant(n_steps), tf.constant(n_draws), tf.constant(seed))
-                outs.append([o.numpy() for o in out])
-        return [np.concatenate(parts) for parts in zip(*outs)]
+            out = fn(tf.constant(np.asarray(x0, np.float32)), tf.constant(n_steps), tf.constant(n_draws),
+                     tf.constant(seed))
+        return tuple(o.numpy() for o in out)
+
+    def _rollout(self, x, grid, n_steps, n_draws, seed):
+        """Rollouts of ``x`` ``(N, T, H, W, F)`` from their first frames: ``(mean, std)``, ``(N, n_steps + 1, ...)``.
+
+        Lazy (dask) in, lazy out: each block of samples is rolled out when its
+        result is computed, so predictions of a data set larger than memory can be
+        written chunk by chunk (e.g. :func:`skmld.write_fields`).
+        """
+        rows = _engine.batches(x.shape[0], self._rollout_rows(grid))
+        if not _data.is_lazy(x):
+            parts = [self._rollout_block(x[sl, 0], n_steps, n_draws, seed)[:2] for sl in rows]
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        import dask
+        import dask.array as da
+
+        self._rollout_block(np.zeros((1,) + x.shape[2:], np.float32), 1, 0, seed)  # trace before threads call it
+        block = dask.delayed(lambda *args: self._rollout_block(*args)[:2], pure=True, nout=2)
+        means, stds = [], []
+        for sl in rows:
+            shape = (sl.stop - sl.start, n_steps + 1) + x.shape[2:]
+            mean, std = block(x[sl, 0], n_steps, n_draws, seed)
+            means.append(da.from_delayed(mean, shape, dtype=np.float32))
+            stds.append(da.from_delayed(std, shape, dtype=np.float32))
+        return da.concatenate(means), da.concatenate(stds)
 
     def predict(self, X, n_steps: int | None = None, return_std: bool = False, n_draws: int = 16):
         """Roll the model out from ``X``'s first time step.
@@ -469,7 +516,7 @@ class LatentDynamicsEstimator(BaseEstimator):
         if return_std and (not isinstance(n_draws, Integral) or n_draws < 2):
             raise ValueError(f"n_draws must be an int >= 2 to estimate a standard deviation, got {n_draws!r}.")
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        mean, std, _, _ = self._rollout(x, int(n_steps), int(n_draws) if return_std else 0, seed)
+        mean, std = self._rollout(x, layout.grid_shape, int(n_steps), int(n_draws) if return_std else 0, seed)
         pred = self._from_arrays(mean, layout)
         return (pred, self._from_arrays(std, layout)) if return_std else pred
 
@@ -482,10 +529,16 @@ class LatentDynamicsEstimator(BaseEstimator):
         if x.shape[1] < 2:
             raise ValueError("score needs X with at least 2 time steps.")
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        mean = self._rollout(x, x.shape[1] - 1, 0, seed)[0]
-        truth, pred = x[:, 1:].astype(np.float64), mean[:, 1:].astype(np.float64)
-        ss_res = np.sum((truth - pred) ** 2)
-        ss_tot = np.sum((truth - truth.mean()) ** 2)
+        # Streamed over blocks of samples: sums of squares combined as in Chan et al.'s parallel variance.
+        n, mean, ss_tot, ss_res = 0, 0.0, 0.0, 0.0
+        for sl in _engine.batches(x.shape[0], self._rollout_rows(layout.grid_shape)):
+            block = _data.load(x, sl.start, sl.stop)
+            pred = self._rollout_block(block[:, 0], x.shape[1] - 1, 0, seed)[0][:, 1:]
+            truth = block[:, 1:].astype(np.float64)
+            ss_res += float(np.sum((truth - pred) ** 2))
+            m, k = float(truth.mean()), truth.size
+            ss_tot += float(np.sum((truth - m) ** 2)) + (m - mean) ** 2 * n * k / (n + k)
+            mean, n = mean + (m - mean) * k / (n + k), n + k
         if not (math.isfinite(ss_res) and math.isfinite(ss_tot)):
             raise ValueError("score: the rollout of X is not finite (NaN or inf); X's values are likely far "
                              "outside the range the model was fitted on (scale X as the training data).")
@@ -570,8 +623,17 @@ class LatentDynamicsEstimator(BaseEstimator):
         return tags
 
     # -- pickling ----------------------------------------------------------------
+    # Parameters passed on as they are by clone: shared runtime objects, not settings to copy.
+    _shared_params: tuple = ("distribute",)
+
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        shared = {k: params.pop(k) for k in self._shared_params}
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, **shared)
+
     def __getstate__(self):
         state = self.__dict__.copy()
+        state["distribute"] = None  # a strategy belongs to the process that made it
         state.pop("_rollout_fn", None)
         state.pop("_fingerprint", None)
         nets = state.pop("_networks", None)
@@ -585,6 +647,7 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     def __setstate__(self, state):
         nets_state = state.pop("_networks_state", None)
+        _engine.limit_threads()
         self.__dict__.update(state)
         if nets_state is not None:
             models = {k: _deserialize(v) for k, v in nets_state["models"].items()}
@@ -598,17 +661,20 @@ class LatentDynamicsEstimator(BaseEstimator):
         return _engine.Networks(models, fields, latent_channels)
 
 
-def _windows(n_samples: int, n_times: int, horizon: int):
-    """All (sample, start) pairs whose window ``start .. start + horizon`` lies in the data."""
-    starts = n_times - horizon
-    return np.repeat(np.arange(n_samples), starts), np.tile(np.arange(starts), n_samples)
+def _compute(*arrays):
+    """numpy values of numpy or dask arrays (dask ones in one pass)."""
+    if any(_data.is_lazy(a) for a in arrays):
+        import dask
+
+        return dask.compute(*arrays)
+    return arrays
 
 
 def _run_epoch(step, batches) -> dict:
     """Mean of each loss term over the batches; sums stay on the device until the end."""
     totals, n = None, 0
     for batch in batches:
-        out = step(*batch)
+        out = step(batch)
         totals = out if totals is None else {k: totals[k] + out[k] for k in out}
         n += 1
     return {k: float(v) / n for k, v in totals.items()}

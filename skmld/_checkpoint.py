@@ -19,13 +19,20 @@ import numpy as np
 FILENAME = "checkpoint.npz"
 
 
-def fingerprint(params: dict, x: np.ndarray) -> str:
-    """Hash of the parameters that shape the fit and of the training data."""
-    ignore = {"verbose", "checkpoint_dir", "device"}
+def fingerprint(params: dict, x, rows: np.ndarray) -> str:
+    """Hash of the parameters that shape the fit, of the data ``x`` and of the training ``rows``.
+
+    ``x`` may be a dask array: it is hashed block by block, never loaded whole.
+    """
+    from skmld import _data
+
+    ignore = {"verbose", "checkpoint_dir", "device", "distribute", "cache"}
     text = repr(sorted((k, repr(v)) for k, v in params.items() if k not in ignore))
     h = hashlib.sha256(text.encode())
     h.update(repr(x.shape).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+    for lo, hi in _data.blocks(x):
+        h.update(np.ascontiguousarray(_data.load(x, lo, hi)).tobytes())
     return h.hexdigest()
 
 

@@ -6,6 +6,7 @@ the estimators (``_base.py``) own the data layouts, loops and bookkeeping.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import keras
@@ -13,11 +14,38 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from skmld.nn import LatentStepper, Sampling
+from skmld.nn import LatentStepper
+from skmld.nn.losses import (
+    edge_boosting_mae,
+    kl_divergence,
+    normalized_mse,
+    reconstruction_sse,
+)
 from skmld.nn.optimizers import FusedAdam
-from skmld.nn.losses import edge_boosting_mae, kl_divergence, normalized_mse, reconstruction_sse
 
 PART_KINDS = ("encoder", "decoder", "decoupled_mean", "decoupled_log_var")
+
+
+def limit_threads() -> None:
+    """Size TensorFlow's CPU thread pools by ``OMP_NUM_THREADS`` when it is set and TensorFlow has not started.
+
+    joblib's loky workers (``GridSearchCV(n_jobs=k)``, ``cross_val_score``) set
+    ``OMP_NUM_THREADS`` to their share of the cores, but TensorFlow sizes its
+    pools by the machine's cores: without this, k workers would each run as
+    many threads as there are cores. ``TF_NUM_INTRAOP_THREADS`` wins when set.
+    Called before the first TensorFlow op of a fit, a prediction or an unpickling.
+    """
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if not n.isdigit() or int(n) < 1 or "TF_NUM_INTRAOP_THREADS" in os.environ:
+        return
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() == int(n):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(int(n))
+        threading.set_inter_op_parallelism_threads(min(int(n), 2))
+    except RuntimeError:  # TensorFlow already started: its pools are fixed for this process
+        pass
 COUPLED = ("coupled_mean", "coupled_log_var")
 
 
@@ -78,29 +106,77 @@ def make_optimizer(learning_rate: float, precision: str):
     return opt
 
 
-def _apply(optimizer, tape, loss, variables):
-    scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-    grads = tape.gradient(scaled, variables)
-    optimizer.apply(grads, variables)
+def draw(z_mean, z_log_var, batch: dict, global_batch: int, call: int):
+    """Reparameterised latent sample ``z̄ + exp(zσ/2)·ε`` keyed by the element's place in its global batch.
+
+    ``ε`` is drawn for the whole global batch from the batch's ``key`` and the
+    rows at ``pos`` are kept, so a batch split across replicas draws exactly the
+    noise it would draw on one device. ``call`` tells apart the draws of one step.
+    """
+    key = tf.reduce_max(batch["key"], axis=0)  # the same on every row; safe on an empty replica batch
+    shape = tf.concat([[global_batch], tf.shape(z_mean)[1:]], 0)
+    eps = tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(key, call), dtype=z_mean.dtype)
+    return z_mean + ops.exp(0.5 * z_log_var) * tf.gather(eps, batch["pos"])
 
 
-def make_vae_step(nets: Networks, frames: tf.Tensor, weights: dict, optimizer, variables, sampler: Sampling,
-                  jit: bool):
-    """Compiled VAE step on frames ``(N*T, H, W, F)``, indexed by a batch of frame indices.
+def _batch_mean(per_sample, batch: dict):
+    """Sum over this replica's rows divided by the global batch's size: replica sums add up to the mean."""
+    count = tf.maximum(tf.reduce_max(batch["count"]), 1)
+    return ops.sum(per_sample) / tf.cast(count, per_sample.dtype)
 
-    Returns ``(train_step, eval_step)``; both map an index batch to per-term batch means.
+
+def _compile(losses, optimizer, variables, strategy, spec, jit: bool):
+    """``(train_step, eval_step)``: loss terms of a distributed batch summed over replicas, and of a plain batch.
+
+    ``spec`` holds the element specs of the distributed and of the plain dataset.
+
+    The loss and its gradients are one XLA cluster with ``jit``; the update runs
+    outside it because a distributed optimizer synchronises replicas there.
     """
 
-    def losses(idx, training):
-        x = tf.gather(frames, idx)
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            terms = losses(batch, True)
+            loss = optimizer.scale_loss(terms["loss"]) if hasattr(optimizer, "scale_loss") else terms["loss"]
+        return terms, tape.gradient(loss, variables)
+
+    def evaluate(batch):
+        return losses(batch, False)
+
+    if jit:
+        gradients, evaluate = tf.function(gradients, jit_compile=True), tf.function(evaluate, jit_compile=True)
+
+    def replica_train(batch):
+        terms, grads = gradients(batch)
+        optimizer.apply(grads, variables)
+        return terms
+
+    @tf.function(input_signature=[spec[0]])  # one trace for every batch size and epoch
+    def train_step(batch):
+        terms = strategy.run(replica_train, (batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in terms.items()}
+
+    # Validation runs on one device, with the same numbers on every worker.
+    return train_step, tf.function(evaluate, input_signature=[spec[1]])
+
+
+def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_batch: int, strategy, spec,
+                  jit: bool):
+    """VAE steps on batches ``{"x": (B, H, W, F), pos, count, key}`` (see :mod:`skmld._data`) of type ``spec``.
+
+    Returns ``(train_step, eval_step)``; both map a batch to the batch means of the loss terms.
+    """
+
+    def losses(batch, training):
+        x = batch["x"]
         terms = {"reconstruction": 0.0, "kl": 0.0, "edge": 0.0}
         for i, (enc, dec) in enumerate(zip(nets.per_field("encoder"), nets.per_field("decoder"))):
             xi = x[..., i : i + 1]
             z_mean, z_log_var = enc(xi, training=training)
-            x_hat = dec(sampler(z_mean, z_log_var), training=training)
-            terms["reconstruction"] += ops.mean(reconstruction_sse(xi, x_hat))
-            terms["kl"] += ops.mean(kl_divergence(z_mean, z_log_var))
-            terms["edge"] += ops.mean(edge_boosting_mae(xi, x_hat))
+            x_hat = dec(draw(z_mean, z_log_var, batch, global_batch, i), training=training)
+            terms["reconstruction"] += _batch_mean(reconstruction_sse(xi, x_hat), batch)
+            terms["kl"] += _batch_mean(kl_divergence(z_mean, z_log_var), batch)
+            terms["edge"] += _batch_mean(edge_boosting_mae(xi, x_hat), batch)
         terms["loss"] = (
             weights["reconstruction"] * terms["reconstruction"]
             + weights["kl"] * terms["kl"]
@@ -108,25 +184,11 @@ def make_vae_step(nets: Networks, frames: tf.Tensor, weights: dict, optimizer, v
         )
         return terms
 
-    spec = [tf.TensorSpec([None], tf.int32)]  # any batch size, one trace
-
-    @tf.function(jit_compile=jit, input_signature=spec)
-    def train_step(idx):
-        with tf.GradientTape() as tape:
-            terms = losses(idx, True)
-        _apply(optimizer, tape, terms["loss"], variables)
-        return terms
-
-    @tf.function(jit_compile=jit, input_signature=spec)
-    def eval_step(idx):
-        return losses(idx, False)
-
-    return train_step, eval_step
+    return _compile(losses, optimizer, variables, strategy, spec, jit)
 
 
 def make_dynamics_step(
     nets: Networks,
-    data: tuple,
     *,
     horizon: int,
     time_ratio: int,
@@ -136,31 +198,27 @@ def make_dynamics_step(
     weights: dict,
     optimizer,
     variables,
-    sampler: Sampling,
+    global_batch: int,
+    strategy,
+    spec,
     jit: bool,
 ):
-    """Compiled curriculum step of the latent dynamics at one horizon.
+    """Curriculum steps of the latent dynamics at one horizon.
 
-    ``data = (z_mean, z_log_var, x)`` with shapes ``(N, T, h, w, F*C)`` and
-    ``(N, T, H, W, F)``: the cached encodings and the fields. A batch is a pair
-    of index vectors ``(n, t0)``; windows ``t0 .. t0 + horizon`` are gathered
-    inside the step, never materialised.
+    A batch holds windows ``{"z_mean", "z_log_var": (B, horizon + 1, h, w, F*C),
+    "x": (B, horizon, H, W, F), pos, count, key}`` (of type ``spec``): the cached
+    encodings of the window and the fields of its predicted steps (see :mod:`skmld._data`).
 
     Loss = latent consistency of the rolled-out mean and log-variance with the
     encoded trajectory (normalised MSE) + reconstruction MSE of the fields
     decoded (frozen decoders) from sampled latents. Only predicted steps are
     decoded: the initial frame's reconstruction feeds no loss.
     """
-    z_mean_all, z_log_var_all, x_all = data
     stepper = nets.stepper(coupled=coupled)
     c, n_fields = nets.latent_channels, len(nets.fields)
 
-    def losses(n, t0, training):
-        steps = tf.range(horizon + 1)
-        idx = tf.stack([tf.repeat(n[:, None], horizon + 1, axis=1), t0[:, None] + steps[None]], axis=-1)
-        zm_true = tf.gather_nd(z_mean_all, idx)  # (B, k+1, h, w, FC)
-        zv_true = tf.gather_nd(z_log_var_all, idx)
-        x_true = tf.gather_nd(x_all, idx[:, 1:])  # (B, k, H, W, F)
+    def losses(batch, training):
+        zm_true, zv_true, x_true = batch["z_mean"], batch["z_log_var"], batch["x"]
         zm, zv = zm_true[:, 0], zv_true[:, 0]
         lat_m, lat_v, draws = 0.0, 0.0, []
         for s in range(horizon):
@@ -170,34 +228,23 @@ def make_dynamics_step(
                 )
             for f in range(n_fields):
                 sl = slice(f * c, (f + 1) * c)
-                lat_m += ops.mean(normalized_mse(zm_true[:, s + 1, ..., sl], zm[..., sl]))
-                lat_v += ops.mean(normalized_mse(zv_true[:, s + 1, ..., sl], zv[..., sl]))
-            draws.append(sampler(zm, zv))
+                lat_m += _batch_mean(normalized_mse(zm_true[:, s + 1, ..., sl], zm[..., sl]), batch)
+                lat_v += _batch_mean(normalized_mse(zv_true[:, s + 1, ..., sl], zv[..., sl]), batch)
+            draws.append(draw(zm, zv, batch, global_batch, s))
         # Decode all predicted steps in one batched call per field.
-        z = ops.concatenate(draws, axis=0)  # (k*B, h, w, FC), step-major
-        x_hat = nets.decode(z)
+        x_hat = nets.decode(ops.concatenate(draws, axis=0))  # (k*B, H, W, F), step-major
         x_ref = ops.concatenate([x_true[:, s] for s in range(horizon)], axis=0)
-        recon = ops.sum(ops.mean(ops.square(x_ref - x_hat), axis=(0, 1, 2))) * horizon
+        # Per window: squared error averaged over pixels, summed over fields and steps.
+        per_row = ops.sum(ops.mean(ops.square(ops.cast(x_ref, "float32") - ops.cast(x_hat, "float32")),
+                                   axis=(1, 2)), axis=-1)
+        recon = _batch_mean(per_row, batch)
         terms = {"latent_mean": lat_m, "latent_log_var": lat_v, "multistep": recon}
         terms["loss"] = (
             weights["latent_mean"] * lat_m + weights["latent_log_var"] * lat_v + weights["multistep"] * recon
         )
         return terms
 
-    spec = [tf.TensorSpec([None], tf.int32)] * 2  # any batch size, one trace
-
-    @tf.function(jit_compile=jit, input_signature=spec)
-    def train_step(n, t0):
-        with tf.GradientTape() as tape:
-            terms = losses(n, t0, True)
-        _apply(optimizer, tape, terms["loss"], variables)
-        return terms
-
-    @tf.function(jit_compile=jit, input_signature=spec)
-    def eval_step(n, t0):
-        return losses(n, t0, False)
-
-    return train_step, eval_step
+    return _compile(losses, optimizer, variables, strategy, spec, jit)
 
 
 def make_rollout(nets: Networks, time_ratio: int, jit: bool):

@@ -112,22 +112,35 @@ def _check_token_attrs(X: xr.DataArray, name: str) -> None:
 def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
     """Name the field, sample and time of the first NaN/inf (values in ``_WHOLE``-like order)."""
     bad = ~np.isfinite(values)
-    if bad.any():
-        s, t = np.argwhere(bad.any(axis=(2, 3, 4)))[0]
-        f = int(np.argwhere(bad[s, t].any(axis=(0, 1)))[0][0])
+    per_step = bad.any(axis=(2, 3, 4))  # dask: only these (sample, time) booleans are computed
+    per_step = np.asarray(per_step.compute() if hasattr(per_step, "compute") else per_step)
+    if per_step.any():
+        s, t = np.argwhere(per_step)[0]
+        f = int(np.argwhere(np.asarray(bad[s, t].any(axis=(0, 1))))[0][0])
         raise ValueError(
             f"{name} contains NaN or inf: first in field {X['field'].values[f]!s}, "
             f"sample index {s}, time index {t}."
         )
 
 
+def _float32(data):
+    """float32 numpy array, or a lazy float32 dask array for dask-backed data (never loaded here)."""
+    if hasattr(data, "dask"):
+        return data.astype(np.float32)
+    return np.asarray(data, dtype=np.float32)
+
+
 def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, Layout]:
-    """Convert tokens or plain fields to a float32 array ``(S, T, Y, X, F)`` and its layout."""
+    """Convert tokens or plain fields to a float32 array ``(S, T, Y, X, F)`` and its layout.
+
+    Dask-backed input gives a dask array: nothing is loaded but the per-(sample,
+    time) finiteness flags.
+    """
     if is_tokens(X):
         _check_token_attrs(X, name)
         whole = X.transpose(*_WHOLE)
         S, T, ty, py, tx, px, F = whole.shape
-        values = np.asarray(whole.data, dtype=np.float32).reshape(S, T, ty * py, tx * px, F)
+        values = _float32(whole.data).reshape(S, T, ty * py, tx * px, F)
         if X.sizes["time"] < min_times:
             raise ValueError(f"{name} needs at least {min_times} time steps, got {X.sizes['time']}.")
         layout = Layout(
@@ -149,7 +162,7 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
         da = validate_fields(X, name=name)
         if da.sizes["time"] < min_times:
             raise ValueError(f"{name} needs at least {min_times} time steps, got {da.sizes['time']}.")
-        values = np.asarray(da.transpose("sample", "time", "y", "x", "field").data, dtype=np.float32)
+        values = _float32(da.transpose("sample", "time", "y", "x", "field").data)
         S, T, H, W, F = values.shape
         layout = Layout(
             tokens=False,

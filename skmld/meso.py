@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import keras
 import numpy as np
-from sklearn.base import _fit_context, clone
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -61,7 +61,7 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         contradicts the backbone raises ``ValueError``.
     learning_rate, batch_size, validation_fraction, reconstruction_weight, kl_weight, \
 edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, on_divergence, device, precision, \
-jit_compile, verbose, random_state, checkpoint_dir :
+jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         As for :class:`~skmld.MicroDynamicsEstimator`.
 
     Attributes
@@ -140,6 +140,8 @@ jit_compile, verbose, random_state, checkpoint_dir :
         verbose: int = 0,
         random_state=None,
         checkpoint_dir=None,
+        distribute=None,
+        cache="auto",
     ):
         self.backbone = backbone
         self.time_ratio = time_ratio
@@ -170,12 +172,11 @@ jit_compile, verbose, random_state, checkpoint_dir :
         self.verbose = verbose
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
+        self.distribute = distribute
+        self.cache = cache
 
-    def __sklearn_clone__(self):
-        # Like sklearn.frozen.FrozenEstimator for the backbone: clone everything else.
-        params = self.get_params(deep=False)
-        backbone = params.pop("backbone")
-        return type(self)(backbone, **{k: clone(v, safe=False) for k, v in params.items()})
+    # The fitted backbone is shared by clones, like sklearn.frozen.FrozenEstimator.
+    _shared_params = ("backbone", "distribute")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

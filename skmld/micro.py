@@ -96,6 +96,18 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         Write a checkpoint after every epoch (atomically) to this directory; a fit
         with the same directory, parameters and data resumes after the last
         completed epoch and ends as the uninterrupted fit would (on CPU).
+    distribute : tf.distribute.Strategy, default=None
+        Train on the strategy's replicas (e.g. ``MirroredStrategy()`` over the
+        GPUs of a machine, ``MultiWorkerMirroredStrategy()`` over machines):
+        networks and optimizers are created in its scope and every global batch
+        of ``batch_size`` is split across the replicas, with the same losses,
+        gradients and latent noise as on one device. ``None``: one device (see
+        ``device``). Not stored by ``save`` or pickle; see docs/scaling.md.
+    cache : {"auto", "memory", "disk"} or path, default="auto"
+        Where the encoded latents of the dynamics stages live: in memory, in a
+        temporary Zarr store (deleted after ``fit``), or in Zarr stores under
+        the given directory (kept). ``"auto"``: on disk for dask-backed ``X``
+        (e.g. from :func:`skmld.open_fields`), else in memory.
 
     Attributes
     ----------
@@ -174,6 +186,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         verbose: int = 0,
         random_state=None,
         checkpoint_dir=None,
+        distribute=None,
+        cache="auto",
     ):
         self.latent_channels = latent_channels
         self.filters = filters
@@ -201,6 +215,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self.verbose = verbose
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
+        self.distribute = distribute
+        self.cache = cache
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

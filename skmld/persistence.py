@@ -422,6 +422,8 @@ def _write_object(obj, prefix: str, members: dict, where: str) -> dict:
         entry["backbone"] = _write_object(params["backbone"], f"{prefix}backbone/", members,
                                           f"{where}'s backbone")
     params.pop("backbone", None)
+    if params.get("distribute") is not None:
+        params["distribute"] = None  # a strategy is a runtime resource of the process that made it
     doc["params"] = _encode_attrs(params, where)
     if cls in _NETWORK_CLASSES:
         nets = obj._networks
@@ -458,7 +460,7 @@ def save(estimator: BaseEstimator, path: str | os.PathLike | io.IOBase) -> None:
         If the estimator (or a Pipeline step) is not fitted.
     TypeError
         If it is not one of the classes skmld's format stores, or holds a value
-        the format cannot store (e.g. a ``distribute`` strategy object).
+        the format cannot store.
 
     See Also
     --------
@@ -466,8 +468,8 @@ def save(estimator: BaseEstimator, path: str | os.PathLike | io.IOBase) -> None:
 
     Notes
     -----
-    The same fitted model always gives the same bytes. Parameters of the
-    estimator that are objects (e.g. a ``tf.distribute.Strategy``) cannot be stored.
+    The same fitted model always gives the same bytes. A ``distribute``
+    strategy is not stored: the loaded estimator has ``distribute=None``.
 
     Examples
     --------

@@ -61,9 +61,9 @@ def test_frozen_parts_bit_identical_and_coupled_starts_from_backbone(micro_pipe,
     starts = []
     original = _engine.make_dynamics_step
 
-    def recording(nets, data, **kwargs):
+    def recording(nets, **kwargs):
         starts.append(weights({k: nets.models[k] for k in _engine.COUPLED}))
-        return original(nets, data, **kwargs)
+        return original(nets, **kwargs)
 
     monkeypatch.setattr(_engine, "make_dynamics_step", recording)
     meso = MesoDynamicsEstimator(backbone, **{**MESO, "epochs": 2, "learning_rate": 1e-3})
@@ -95,7 +95,7 @@ def test_time_ratio_applies_micro_step_twice(micro_pipe, meso_X):
     tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
     meso = MesoDynamicsEstimator(backbone, time_ratio=2, **{**MESO, "epochs": 0}).fit(tokens)
     x, _ = meso._to_arrays(tokens)
-    _, _, z_mean, z_log_var = meso._rollout(x, 1, 0, 0)
+    _, _, z_mean, z_log_var = meso._rollout_block(x[:, 0], 1, 0, 0)
     zm, zv = backbone._networks.encode(x[:, 0])
     step = backbone._networks.stepper()
     for _ in range(2):
@@ -103,7 +103,7 @@ def test_time_ratio_applies_micro_step_twice(micro_pipe, meso_X):
     np.testing.assert_allclose(z_mean[:, 1], np.asarray(zm), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z_log_var[:, 1], np.asarray(zv), rtol=1e-5, atol=1e-5)
     once = MesoDynamicsEstimator(backbone, time_ratio=1, **{**MESO, "epochs": 0}).fit(tokens)
-    assert not np.allclose(once._rollout(x, 1, 0, 0)[2][:, 1], z_mean[:, 1])
+    assert not np.allclose(once._rollout_block(x[:, 0], 1, 0, 0)[2][:, 1], z_mean[:, 1])
 
 
 # -- mismatches with the backbone --------------------------------------------------------

@@ -94,9 +94,9 @@ def recorded_fit(micro_X, monkeypatch_module):
     snapshots = []
     original = _engine.make_dynamics_step
 
-    def recording(nets, data, **kwargs):
+    def recording(nets, **kwargs):
         snapshots.append((kwargs["coupled"], kwargs["horizon"], weights(nets.models)))
-        return original(nets, data, **kwargs)
+        return original(nets, **kwargs)
 
     monkeypatch_module.setattr(_engine, "make_dynamics_step", recording)
     est = MicroDynamicsEstimator(**LEARNING)

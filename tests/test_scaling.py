@@ -1,0 +1,147 @@
+"""Scaling out: tf.distribute replicas, several worker processes, data larger than memory, joblib workers.
+
+The TensorFlow runtime can be split into logical devices only before it
+starts, and a memory cap needs a process of its own: those tests run a child
+Python process.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, timeout: float = 600, env=None) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line last, returned as a dict."""
+    import os
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+MIRRORED = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+from skmld import MicroDynamicsEstimator, MesoDynamicsEstimator, PatchTokenizer
+from skmld.datasets import make_pore_collapse
+
+X = make_pore_collapse("micro", 3, shape=(32, 64), n_steps=4, random_state=0)
+M = make_pore_collapse("meso", 2, shape=(64, 64), n_steps=4, random_state=1)
+tok = PatchTokenizer(patch_size=32).fit(X)
+tokens = tok.transform(X)
+meso_tokens = PatchTokenizer(patch_size=32, ranges=tok.ranges_).fit_transform(M)
+# batch 5 splits 3 + 2 across the replicas, and the last batches are partial.
+params = dict(filters=2, dynamics_filters=2, dropout=0.0, horizons=(1,), vae_epochs=1, decoupled_epochs=1,
+              coupled_epochs=1, batch_size=5, validation_fraction=0.34, learning_rate=1e-3, random_state=0)
+out = {}
+for name, strategy in [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    micro = MicroDynamicsEstimator(**params, distribute=strategy).fit(tokens)
+    meso = MesoDynamicsEstimator(micro, epochs=1, horizons=(1,), batch_size=3, random_state=0,
+                                 distribute=strategy).fit(meso_tokens)
+    out[name] = {"micro_history": micro.history_, "meso_history": meso.history_,
+                 "micro_pred": micro.predict(tokens).values.ravel()[::7].tolist(),
+                 "meso_pred": meso.predict(meso_tokens).values.ravel()[::7].tolist(),
+                 "replicas": 1 if strategy is None else strategy.num_replicas_in_sync}
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_strategy_matches_single_device():
+    """Same global batch on 2 replicas and on 1 device: same losses, weights and predictions to float rounding.
+
+    oneDNN is off: its CPU kernels fail ("input depth must be evenly divisible by
+    filter depth") when two logical CPU devices run different batch shapes at
+    once, a TensorFlow issue of logical CPU devices only (docs/scaling.md).
+    """
+    out = run_python(MIRRORED, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    single, mirrored = out["single"], out["mirrored"]
+    assert mirrored["replicas"] == 2
+    for key in ("micro_history", "meso_history"):
+        assert len(single[key]) == len(mirrored[key]) > 0
+        for a, b in zip(single[key], mirrored[key]):
+            assert a.keys() == b.keys()
+            for term in a:
+                if isinstance(a[term], float):
+                    np.testing.assert_allclose(b[term], a[term], rtol=1e-4, err_msg=f"{key} {a} {term}")
+                else:
+                    assert a[term] == b[term]
+    np.testing.assert_allclose(mirrored["micro_pred"], single["micro_pred"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mirrored["meso_pred"], single["meso_pred"], rtol=1e-4, atol=1e-5)
+
+
+def test_multi_worker_example_on_localhost(tmp_path):
+    """examples/multi_worker.py: two worker processes over loopback train one model together."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "multi_worker.py"), "--launch", "2", "--out", str(tmp_path),
+         "--timeout", "420"],
+        capture_output=True, text=True, timeout=480, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    workers = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
+    assert [w["replicas"] for w in workers] == [2, 2]
+    # Both workers hold the same synchronised model and report the same global losses.
+    assert workers[0]["history"] == workers[1]["history"]
+    assert workers[0]["prediction_sum"] == workers[1]["prediction_sum"]
+    assert (tmp_path / "model.skmld").exists()
+
+
+OUT_OF_CORE = """
+import json, resource, sys
+import numpy as np, tensorflow as tf, xarray as xr
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+from skmld import MicroDynamicsEstimator, PatchTokenizer, open_fields, write_fields
+from skmld.datasets import make_pore_collapse
+
+path, n_copies = sys.argv[1], int(sys.argv[2])
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+# A big Zarr store made lazily from a few simulated samples, written chunk by chunk.
+small = make_pore_collapse("micro", 4, shape=(64, 128), n_steps=7, random_state=0)
+big = xr.concat([small.chunk({"sample": 1})] * n_copies, dim="sample")
+big = big.assign_coords(sample=np.arange(big.sizes["sample"]))
+write_fields(big, path)
+params = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1, coupled_epochs=1,
+              batch_size=64, random_state=0)
+# Warm up every code path on data in memory, so the baseline holds TensorFlow's own memory.
+warm = PatchTokenizer(patch_size=32).fit_transform(small)
+MicroDynamicsEstimator(**params).fit(warm).score(warm)
+baseline = peak_mib()
+
+X = open_fields(path)
+tokens = PatchTokenizer(patch_size=32).fit(X)
+T = tokens.transform(X)
+est = MicroDynamicsEstimator(**params).fit(T)
+score = est.score(T)
+pred = tokens.inverse_transform(est.predict(T))
+lazy = pred.chunks is not None
+write_fields(pred, path + ".pred.zarr")
+back = open_fields(path + ".pred.zarr")
+print(json.dumps({"data_mib": X.nbytes / 2**20, "baseline_mib": baseline, "peak_mib": peak_mib(),
+                  "score": score, "lazy_prediction": lazy, "pred_shape": list(back.shape),
+                  "pred_finite": bool(np.isfinite(back.isel(sample=slice(0, 8)).values).all()),
+                  "history_epochs": len(est.history_)}))
+"""
+
+
+def test_out_of_core_fit_and_predict_stay_under_a_memory_cap(tmp_path):
+    """Data 4× larger than the memory cap fit, score and predict (lazily, written chunk by chunk) under it."""
+    code = OUT_OF_CORE.replace("sys.argv[1], int(sys.argv[2])", f"{str(tmp_path / 'big.zarr')!r}, 100")
+    out = run_python(code)
+    cap_mib = out["data_mib"] / 4
+    assert out["data_mib"] > 350
+    assert out["peak_mib"] - out["baseline_mib"] < cap_mib, out
+    assert out["lazy_prediction"] and out["pred_finite"], out
+    assert out["pred_shape"][0] == 400 and np.isfinite(out["score"]), out
+    assert out["history_epochs"] == 3
