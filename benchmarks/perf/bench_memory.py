@@ -7,7 +7,7 @@ horizon 1). The fit runs in a fresh subprocess that reports
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after building the data (the
 baseline: interpreter, TensorFlow and the data) and after the fit.
 
-The networks are small (``--filters``, default 4): at the paper's 64 filters
+The networks are small (``--filters``, default 2; batch 32): at the paper's 64 filters
 one epoch per stage on 2 CPU cores takes hours, and the data, not the
 networks (≈ 10 MB of weights at 64 filters), dominate memory.
 
@@ -56,8 +56,8 @@ print(json.dumps({{"data_bytes": values.nbytes, "rss_after_import": rss_import, 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="24 samples of 32 × 64 instead")
-    p.add_argument("--filters", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--filters", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     n, t, (h, w) = (24, 20, (32, 64)) if args.quick else (238, 20, (160, 256))

@@ -37,6 +37,8 @@ def _f(x, digits=2):
     if isinstance(x, float):
         if abs(x) >= 100:
             return f"{x:,.0f}"
+        if x and abs(x) < 0.1:
+            return f"{x:.2g}"
         return f"{x:.{digits}f}"
     return str(x)
 
