@@ -71,7 +71,7 @@ def bf16_difference(quick: bool) -> dict:
     x = pore_collapse_tokens(shape, 6 if quick else 20, 20)
     train, test = x[:-2], x[-2:]
     t0 = time.perf_counter()
-    nets32 = H.fit_small_model(train, filters=filters, vae_epochs=2 if quick else 8, dynamics_epochs=1 if quick else 2)
+    nets32 = H.fit_small_model(train, filters=filters, vae_epochs=2 if quick else 4, dynamics_epochs=1)
     fit_s = time.perf_counter() - t0
     s = {"filters": filters, "dynamics_filters": filters, "latent_channels": 4}
     nets16 = H.build_nets(s, "mixed_bfloat16")
