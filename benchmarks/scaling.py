@@ -1,0 +1,129 @@
+"""Scaling benchmark: training throughput on 1 vs 2 replicas, and peak memory of out-of-core fits.
+
+    python benchmarks/scaling.py [--quick]
+
+Each measurement runs in a child process: logical CPU devices must be set up
+before TensorFlow starts, and peak RSS (``ru_maxrss``) is per process.
+Writes benchmarks/results/scaling.json and prints a Markdown table.
+
+* Throughput: a micro fit (VAE + decoupled + coupled, horizon 1) on
+  make_pore_collapse data; the time of each stage's *second* epoch (the first
+  includes tracing), as windows per second, with ``distribute=None`` and with
+  ``MirroredStrategy`` over 2 logical CPU devices (same global batch). oneDNN
+  is off in both (logical CPU devices need it, see docs/scaling.md).
+* Memory: a Zarr store of growing size, opened lazily, fitted (one epoch per
+  stage), scored and predicted to a second Zarr store; peak RSS above the
+  process's baseline (after the same fit on data in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from _common import machine, write_json
+
+THROUGHPUT = """
+import json, sys, time
+import tensorflow as tf
+replicas, n_samples, filters, batch = (int(a) for a in sys.argv[1:5])
+if replicas > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+from skmld import MicroDynamicsEstimator, PatchTokenizer
+from skmld._base import LatentDynamicsEstimator
+from skmld.datasets import make_pore_collapse
+
+X = make_pore_collapse("micro", n_samples, shape=(64, 96), n_steps=9, random_state=0)
+T = PatchTokenizer(patch_size=32).fit_transform(X)
+strategy = None if replicas == 1 else tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+import skmld._base as base
+times, current = {}, {}
+run_epoch, run_stage = base._run_epoch, LatentDynamicsEstimator._run_stage
+def timed_epoch(step, batches):
+    t0 = time.perf_counter()
+    out = run_epoch(step, batches)
+    times.setdefault(current["stage"], []).append(time.perf_counter() - t0)
+    return out
+def named_stage(self, index, stage, *args, **kwargs):
+    current["stage"] = stage.name
+    return run_stage(self, index, stage, *args, **kwargs)
+base._run_epoch, LatentDynamicsEstimator._run_stage = timed_epoch, named_stage
+est = MicroDynamicsEstimator(filters=filters, dynamics_filters=filters, dropout=0.0, horizons=(1,), vae_epochs=2,
+                             decoupled_epochs=2, coupled_epochs=2, batch_size=batch, random_state=0,
+                             distribute=strategy).fit(T)
+n_tokens = T.sizes["sample"] * T.sizes["token_y"] * T.sizes["token_x"]
+items = {"vae": n_tokens * T.sizes["time"], "decoupled": n_tokens * (T.sizes["time"] - 1),
+         "coupled": n_tokens * (T.sizes["time"] - 1)}
+print(json.dumps({"epoch_s": {k: v[-1] for k, v in times.items()},
+                  "per_s": {k: items[k] / v[-1] for k, v in times.items()}}))
+"""
+
+MEMORY = """
+import json, resource, sys
+import numpy as np, xarray as xr, tensorflow as tf
+from skmld import MicroDynamicsEstimator, PatchTokenizer, open_fields, write_fields
+from skmld.datasets import make_pore_collapse
+path, copies = sys.argv[1], int(sys.argv[2])
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+small = make_pore_collapse("micro", 4, shape=(64, 128), n_steps=7, random_state=0)
+big = xr.concat([small.chunk({"sample": 1})] * copies, dim="sample")
+write_fields(big.assign_coords(sample=np.arange(big.sizes["sample"])), path)
+params = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1, coupled_epochs=1,
+              batch_size=256, random_state=0)
+warm = PatchTokenizer(patch_size=32).fit_transform(small)
+MicroDynamicsEstimator(**params).fit(warm).score(warm)
+base = peak()
+X = open_fields(path)
+tok = PatchTokenizer(patch_size=32).fit(X)
+T = tok.transform(X)
+est = MicroDynamicsEstimator(**params).fit(T)
+est.score(T)
+write_fields(tok.inverse_transform(est.predict(T)), path + ".pred.zarr")
+print(json.dumps({"data_mib": X.nbytes / 2**20, "baseline_mib": base, "peak_mib": peak()}))
+"""
+
+
+def child(code: str, *args, env=None) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], capture_output=True,
+                          text=True, env=env, check=False)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    args = parser.parse_args(argv)
+    n_samples, filters, batch = (8, 4, 8) if args.quick else (32, 8, 16)
+    copies = (25, 50) if args.quick else (25, 50, 100, 200)
+    throughput = {r: child(THROUGHPUT, r, n_samples, filters, batch, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+                  for r in (1, 2)}
+    memory = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in copies:
+            memory.append(child(MEMORY, os.path.join(tmp, f"d{c}.zarr"), c))
+    payload = {"machine": machine(), "load_average": os.getloadavg(), "quick": args.quick,
+               "throughput": {"n_samples": n_samples, "filters": filters, "batch_size": batch,
+                              "replicas": throughput},
+               "memory": memory}
+    print(write_json("scaling", payload))
+    print("| replicas | " + " | ".join(f"{s} windows/s" for s in throughput[1]["per_s"]) + " |")
+    for r, t in throughput.items():
+        print(f"| {r} | " + " | ".join(f"{v:.0f}" for v in t["per_s"].values()) + " |")
+    print("\n| data (MiB) | peak RSS above baseline (MiB) | ratio |")
+    for m in memory:
+        extra = m["peak_mib"] - m["baseline_mib"]
+        print(f"| {m['data_mib']:.0f} | {extra:.0f} | {extra / m['data_mib']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
