@@ -251,16 +251,20 @@ def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, preci
         train_step, _ = _engine.make_dynamics_step(nets, tensors, sampler=Sampling(seed=seed), **common)
         args = (tf.constant(np.arange(batch, dtype=np.int32)), tf.constant(np.zeros(batch, np.int32)))
         fn, specs = train_step.python_function, [tf.TensorSpec([batch], tf.int32)] * 2
-    else:  # distribution-aware engine: a batch dict of windows
-        train_step, _ = _engine.make_dynamics_step(nets, global_batch=batch, strategy=tf.distribute.get_strategy(),
-                                                   **common)
+    else:  # distribution-aware engine (d7c40f7): a batch dict of windows
         zm, zv, x = data
         batch_dict = {"z_mean": zm[:batch, : horizon + 1], "z_log_var": zv[:batch, : horizon + 1],
                       "x": x[:batch, 1 : horizon + 1], "pos": np.arange(batch, dtype=np.int32),
                       "count": np.full(batch, batch, np.int32),
                       "key": np.tile(np.array([seed, 0], np.int32), (batch, 1))}
         args = ({k: tf.constant(np.ascontiguousarray(v)) for k, v in batch_dict.items()},)
-        fn, specs = train_step, [{k: tf.TensorSpec(v.shape, v.dtype) for k, v in args[0].items()}]
+        static = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in args[0].items()}
+        if "spec" in params:  # element specs of the (distributed, plain) datasets: any batch size
+            any_batch = {k: tf.TensorSpec((None, *v.shape[1:]), v.dtype) for k, v in static.items()}
+            common["spec"] = (any_batch, any_batch)
+        train_step, _ = _engine.make_dynamics_step(nets, global_batch=batch, strategy=tf.distribute.get_strategy(),
+                                                   **common)
+        fn, specs = train_step.python_function, [static]
 
     def step():
         return float(train_step(*args)["loss"])
