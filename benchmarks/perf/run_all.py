@@ -160,7 +160,7 @@ def render(results: Path, out: Path, quick: bool) -> str:
                   f"{d['settings']['batch_size']})`, one epoch per stage (VAE, decoupled, coupled at horizon 1) "
                   f"on {' × '.join(map(str, d['data_shape']))} float32 fields, in a fresh process "
                   "(`ru_maxrss`)."), "",
-                  _table(["data GB", "RSS after import GB", "RSS with data GB", "peak RSS GB", "peak / data",
+                  _table(["data GiB", "RSS after import GiB", "RSS with data GiB", "peak RSS GiB", "peak / data",
                           "(peak − with data) / data", "fit s", "load"],
                          [[d["data_gb"], d["rss_after_import"] / gb, d["rss_after_data"] / gb, d["peak_rss_gb"],
                            d["peak_over_data"], d["fit_overhead_over_data"], d["fit_s"],
@@ -180,7 +180,9 @@ def render(results: Path, out: Path, quick: bool) -> str:
                                                                for r in p["by_kind"]]), "",
                       _table(["op type", "ms", "share"], [[r["name"], r["ms"], r["share"]]
                                                           for r in p["by_type"][:12]]), "",
-                      _table(["network (pass)", "ms", "share"], [[r["name"], r["ms"], r["share"]]
+                      _table(["network (pass)", "ms", "share"], [[r["name"].strip() if r["name"].strip() != "forward" else
+                                                                  "forward (inside the rollout loop)", r["ms"],
+                                                                  r["share"]]
                                                                  for r in p["by_network"][:12]]), ""]
     parts += ["## Reproduce", "",
               "```", "python benchmarks/perf/run_all.py            # paper sizes, renders docs/performance.md",
