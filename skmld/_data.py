@@ -43,7 +43,9 @@ def blocks(a) -> list[tuple[int, int]]:
 def load(a, start: int, stop: int) -> np.ndarray:
     """Samples ``start:stop`` of ``a`` as a numpy array (a view for numpy input)."""
     part = a[start:stop]
-    return np.asarray(part.compute() if is_lazy(part) else part)
+    # One block is a few small tasks: computing them in this thread spares dask's pool
+    # (and the per-thread malloc arenas that keep freed memory).
+    return np.asarray(part.compute(scheduler="synchronous") if is_lazy(part) else part)
 
 
 @dataclass(frozen=True)
