@@ -101,22 +101,26 @@ def child(code: str, *args, env=None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--only", choices=("throughput", "memory"), help="run one part")
     args = parser.parse_args(argv)
     n_samples, filters, batch = (8, 4, 8) if args.quick else (32, 8, 16)
     copies = (25, 50) if args.quick else (25, 50, 100, 200)
-    throughput = {r: child(THROUGHPUT, r, n_samples, filters, batch, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
-                  for r in (1, 2)}
-    memory = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for c in copies:
-            memory.append(child(MEMORY, os.path.join(tmp, f"d{c}.zarr"), c))
-    payload = {"machine": machine(), "load_average": os.getloadavg(), "quick": args.quick,
+    throughput, memory = {}, []
+    if args.only != "memory":
+        throughput = {r: child(THROUGHPUT, r, n_samples, filters, batch, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+                      for r in (1, 2)}
+    if args.only != "throughput":
+        with tempfile.TemporaryDirectory() as tmp:
+            for c in copies:
+                memory.append(child(MEMORY, os.path.join(tmp, f"d{c}.zarr"), c))
+    payload = {"machine": machine(), "load_average": os.getloadavg(), "quick": args.quick, "only": args.only,
                "throughput": {"n_samples": n_samples, "filters": filters, "batch_size": batch,
                               "replicas": throughput},
                "memory": memory}
     print(write_json("scaling", payload))
-    print("| replicas | " + " | ".join(f"{s} windows/s" for s in throughput[1]["per_s"]) + " |")
     for r, t in throughput.items():
+        if r == 1:
+            print("| replicas | " + " | ".join(f"{s} windows/s" for s in t["per_s"]) + " |")
         print(f"| {r} | " + " | ".join(f"{v:.0f}" for v in t["per_s"].values()) + " |")
     print("\n| data (MiB) | peak RSS above baseline (MiB) | ratio |")
     for m in memory:

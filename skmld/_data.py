@@ -176,7 +176,8 @@ def window_dataset(
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # split above
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    # A fixed, small buffer: AUTOTUNE grows it with the length of an epoch (memory ∝ data).
+    return dataset.with_options(options).prefetch(2)
 
 
 class LatentCache:
