@@ -180,6 +180,20 @@ def test_estimator_round_trip(fitted, tmp_path):
     assert mean.identical(mean_back) and std.identical(std_back)
 
 
+def test_distribute_strategy_is_saved_and_pickled_as_none(fitted, tmp_path):
+    """A strategy belongs to the process that made it: files and pickles hold distribute=None."""
+    import copy
+
+    import tensorflow as tf
+
+    micro = copy.copy(fitted["micro"]["micro"])
+    micro.distribute = tf.distribute.get_strategy()
+    micro.save(tmp_path / "micro.skmld")
+    assert skmld.load(tmp_path / "micro.skmld").distribute is None
+    assert pickle.loads(pickle.dumps(micro)).distribute is None
+    assert micro.distribute is not None  # the estimator itself keeps it
+
+
 def test_meso_round_trip_keeps_backbone(fitted, tmp_path):
     meso = fitted["meso"]["meso"]
     meso.save(tmp_path / "meso.skmld")
