@@ -2,12 +2,16 @@
 
 from skmld.nn.dynamics import build_dynamics, build_resnet, build_unet
 from skmld.nn.latent import LatentStepper
-from skmld.nn.losses import edge_boosting_mae, kl_divergence, normalized_mse, reconstruction_sse
-from skmld.nn.vae import Sampling, build_decoder, build_encoder
+from skmld.nn.losses import (
+    edge_boosting_mae,
+    kl_divergence,
+    normalized_mse,
+    reconstruction_sse,
+)
+from skmld.nn.vae import build_decoder, build_encoder
 
 __all__ = [
     "LatentStepper",
-    "Sampling",
     "build_decoder",
     "build_dynamics",
     "build_encoder",

@@ -6,7 +6,7 @@ times (spatial /8).
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from skmld.nn.blocks import conv_stack, leaky_relu
 
@@ -48,26 +48,3 @@ def build_decoder(
     x = conv_stack(x, filters, 1, kernel_size, dtype=dtype)
     outputs = layers.Conv2D(1, 3, padding="same", dtype="float32", name="field")(x)
     return keras.Model(inputs, outputs, name=name)
-
-
-@keras.saving.register_keras_serializable(package="skmld")
-class Sampling(layers.Layer):
-    """Reparameterised draw ``z = z_mean + exp(z_log_var / 2) * eps``, eps ~ N(0, 1).
-
-    Parameters
-    ----------
-    seed : int or None, default=None
-        Seed of the layer's :class:`keras.random.SeedGenerator`.
-    """
-
-    def __init__(self, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, z_mean, z_log_var):
-        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * eps
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
