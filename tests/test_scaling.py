@@ -176,3 +176,27 @@ def test_cross_validation_in_loky_workers(micro_X):
     np.testing.assert_allclose(parallel["test_score"], serial, rtol=1e-5)
     # joblib sets OMP_NUM_THREADS = cores // n_jobs in its workers; skmld sizes TensorFlow's pool by it.
     assert set(parallel["test_threads"]) == {float(max(1, joblib.cpu_count() // 2))}
+
+
+def test_repeated_fits_in_one_process_free_their_graphs(micro_X):
+    """A fitted estimator, once dropped, leaves no traced graph behind, so a long model search does not grow.
+
+    Keras's replica all-reduce of the gradients used to pin every traced train
+    step in a process-wide registry (tensorflow/tensorflow#62854).
+    """
+    import gc
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    from skmld import MicroDynamicsEstimator, PatchTokenizer
+
+    T = PatchTokenizer(patch_size=32).fit_transform(micro_X)
+
+    def graphs_after_fit():
+        MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1,
+                               coupled_epochs=1, batch_size=8, random_state=0).fit(T).score(T)
+        gc.collect()
+        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+    first = graphs_after_fit()
+    assert graphs_after_fit() == first
