@@ -11,9 +11,11 @@ Writes benchmarks/results/scaling.json and prints a Markdown table.
   includes tracing), as windows per second, with ``distribute=None`` and with
   ``MirroredStrategy`` over 2 logical CPU devices (same global batch). oneDNN
   is off in both (logical CPU devices need it, see docs/scaling.md).
-* Memory: a Zarr store of growing size, opened lazily, fitted (one epoch per
-  stage), scored and predicted to a second Zarr store; peak RSS above the
-  process's baseline (after the same fit on data in memory).
+* Memory: examples/out_of_core.py on Zarr stores of growing size, opened
+  lazily, fitted (one epoch per stage), scored and predicted to a second Zarr
+  store; the peak resident memory of that run above the peak of the same run on
+  an 8-sample store in the same process, with the default 32 MiB shuffle groups
+  and with 4 MiB ones.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import textwrap
 
-from _common import machine, write_json
+from _common import RESULTS, machine, write_json
 
 THROUGHPUT = """
 import json, sys, time
@@ -64,34 +66,14 @@ print(json.dumps({"epoch_s": {k: v[-1] for k, v in times.items()},
                   "per_s": {k: items[k] / v[-1] for k, v in times.items()}}))
 """
 
-MEMORY = """
-import json, resource, sys
-import numpy as np, xarray as xr, tensorflow as tf
-from skmld import MicroDynamicsEstimator, PatchTokenizer, open_fields, write_fields
-from skmld.datasets import make_pore_collapse
-path, copies = sys.argv[1], int(sys.argv[2])
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-small = make_pore_collapse("micro", 4, shape=(64, 128), n_steps=7, random_state=0)
-big = xr.concat([small.chunk({"sample": 1})] * copies, dim="sample")
-write_fields(big.assign_coords(sample=np.arange(big.sizes["sample"])), path)
-params = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1, coupled_epochs=1,
-              batch_size=256, random_state=0)
-warm = PatchTokenizer(patch_size=32).fit_transform(small)
-MicroDynamicsEstimator(**params).fit(warm).score(warm)
-base = peak()
-X = open_fields(path)
-tok = PatchTokenizer(patch_size=32).fit(X)
-T = tok.transform(X)
-est = MicroDynamicsEstimator(**params).fit(T)
-est.score(T)
-write_fields(tok.inverse_transform(est.predict(T)), path + ".pred.zarr")
-print(json.dumps({"data_mib": X.nbytes / 2**20, "baseline_mib": base, "peak_mib": peak()}))
-"""
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "out_of_core.py")
 
 
-def child(code: str, *args, env=None) -> dict:
+def child(code: str | None, *args, env=None) -> dict:
+    """Run ``code`` (``None``: examples/out_of_core.py) with ``args``; its last line of output, as JSON."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], capture_output=True,
+    program = [EXAMPLE] if code is None else ["-c", textwrap.dedent(code)]
+    proc = subprocess.run([sys.executable, *program, *map(str, args)], capture_output=True,
                           text=True, env=env, check=False)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -104,28 +86,35 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("throughput", "memory"), help="run one part")
     args = parser.parse_args(argv)
     n_samples, filters, batch = (8, 4, 8) if args.quick else (32, 8, 16)
-    copies = (25, 50) if args.quick else (25, 50, 100, 200)
+    copies = (20, 40) if args.quick else (20, 80, 160)
     throughput, memory = {}, []
     if args.only != "memory":
         throughput = {r: child(THROUGHPUT, r, n_samples, filters, batch, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
                       for r in (1, 2)}
     if args.only != "throughput":
         with tempfile.TemporaryDirectory() as tmp:
-            for c in copies:
-                memory.append(child(MEMORY, os.path.join(tmp, f"d{c}.zarr"), c))
-    payload = {"machine": machine(), "load_average": os.getloadavg(), "quick": args.quick, "only": args.only,
+            for group in (32, 4):
+                for c in copies:
+                    memory.append(child(None, "--out", os.path.join(tmp, f"g{group}c{c}"), "--copies", c,
+                                        "--batch-size", 16, "--group-mib", group))
+    payload = {"machine": machine(), "quick": args.quick,
                "throughput": {"n_samples": n_samples, "filters": filters, "batch_size": batch,
-                              "replicas": throughput},
+                              "replicas": throughput, "load_average": os.getloadavg()},
                "memory": memory}
+    if args.only:  # keep the other part's last results
+        previous = RESULTS / "scaling.json"
+        other = "memory" if args.only == "throughput" else "throughput"
+        if previous.exists():
+            payload[other] = json.loads(previous.read_text()).get(other, payload[other])
     print(write_json("scaling", payload))
-    for r, t in throughput.items():
+    for r, t in payload["throughput"]["replicas"].items():
         if r == 1:
             print("| replicas | " + " | ".join(f"{s} windows/s" for s in t["per_s"]) + " |")
         print(f"| {r} | " + " | ".join(f"{v:.0f}" for v in t["per_s"].values()) + " |")
-    print("\n| data (MiB) | peak RSS above baseline (MiB) | ratio |")
-    for m in memory:
-        extra = m["peak_mib"] - m["baseline_mib"]
-        print(f"| {m['data_mib']:.0f} | {extra:.0f} | {extra / m['data_mib']:.2f} |")
+    print("\n| shuffle group (MiB) | data (MiB) | peak RSS above the 5 MiB run's (MiB) | ratio |")
+    for m in payload["memory"]:
+        extra = m["big"]["peak_mib"] - m["small"]["peak_mib"]
+        print(f"| {m['group_mib']:.0f} | {m['big']['data_mib']:.0f} | {extra:.0f} | {extra / m['big']['data_mib']:.2f} |")
     return 0
 
 

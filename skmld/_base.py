@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -43,6 +44,10 @@ logger = logging.getLogger("skmld")
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 _MAX_RESTORES = 3
+# One rollout at a time in a process: TensorFlow parallelises inside it, and the
+# rollout function called at once from several of dask's threads crashed
+# TensorFlow 2.21 (segfault) while predictions were written chunk by chunk.
+_ROLLOUT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -89,6 +94,12 @@ def _deserialize(state: dict) -> keras.Model:
     model.set_weights(state["weights"])
     return model
 
+
+
+def _locked_rollout(estimator, *args):
+    """``(mean, std)`` of one block, rolled out under :data:`_ROLLOUT_LOCK` (dask calls it from its threads)."""
+    with _ROLLOUT_LOCK:
+        return estimator._rollout_block(*args)[:2]
 
 class LatentDynamicsEstimator(BaseEstimator):
     """Base class; use :class:`~skmld.MicroDynamicsEstimator` or :class:`~skmld.MesoDynamicsEstimator`."""
@@ -476,7 +487,7 @@ class LatentDynamicsEstimator(BaseEstimator):
         import dask.array as da
 
         self._rollout_block(np.zeros((1,) + x.shape[2:], np.float32), 1, 0, seed)  # trace before threads call it
-        block = dask.delayed(lambda *args: self._rollout_block(*args)[:2], pure=True, nout=2)
+        block = dask.delayed(lambda *args: _locked_rollout(self, *args), pure=True, nout=2)
         means, stds = [], []
         for sl in rows:
             shape = (sl.stop - sl.start, n_steps + 1) + x.shape[2:]

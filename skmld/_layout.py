@@ -111,12 +111,13 @@ def _check_token_attrs(X: xr.DataArray, name: str) -> None:
 
 def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
     """Name the field, sample and time of the first NaN/inf (values in ``_WHOLE``-like order)."""
-    bad = ~np.isfinite(values)
-    per_step = bad.any(axis=(2, 3, 4))  # dask: only these (sample, time) booleans are computed
-    per_step = np.asarray(per_step.compute() if hasattr(per_step, "compute") else per_step)
+    # A float64 sum per (sample, time) is finite iff every value is (float32 values
+    # cannot overflow it), and needs no full-size temporary; dask computes only these sums.
+    sums = values.sum(axis=(2, 3, 4), dtype=np.float64)
+    per_step = ~np.isfinite(np.asarray(sums.compute() if hasattr(sums, "compute") else sums))
     if per_step.any():
         s, t = np.argwhere(per_step)[0]
-        f = int(np.argwhere(np.asarray(bad[s, t].any(axis=(0, 1))))[0][0])
+        f = int(np.flatnonzero((~np.isfinite(np.asarray(values[s, t]))).any(axis=(0, 1)))[0])
         raise ValueError(
             f"{name} contains NaN or inf: first in field {X['field'].values[f]!s}, "
             f"sample index {s}, time index {t}."
