@@ -60,6 +60,31 @@ def test_return_std(micro_pipe, micro_X):
     assert std.shape == mean.shape and (std.values >= 0).all() and (std.values > 0).any()
 
 
+def test_batched_draws_match_one_draw_at_a_time(micro_pipe, micro_X):
+    """The rollout decodes its latent draws in chunks of rows; the same as decoding them one by one."""
+    import tensorflow as tf
+
+    from skmld import _engine
+
+    est = micro_pipe["micro"]
+    x, _ = est._check_predict_input(micro_pipe["tokens"].transform(micro_X))
+    x0, n_steps, n_draws, seed = x[:5, 0], 2, 7, 123  # 5 rows: draws go 3 per decoder call, the last chunk 1
+    mean, std = est._rollout_block(x0, n_steps, n_draws, seed)[:2]
+    assert _engine.DRAW_ROWS // 5 == 3
+
+    nets, stepper = est._networks, est._networks.stepper()
+    zm, zv = nets.encode(tf.constant(x0))
+    for s in range(n_steps + 1):
+        for _ in range(est._time_ratio if s else 0):
+            zm, zv = stepper(zm, zv)
+        draws = np.stack([
+            nets.decode(zm + tf.exp(0.5 * zv) * tf.random.stateless_normal(tf.shape(zm), seed=[seed, s * n_draws + d]))
+            for d in range(n_draws)
+        ])
+        np.testing.assert_allclose(mean[:, s], nets.decode(zm), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(std[:, s] ** 2, draws.var(axis=0), rtol=1e-3, atol=1e-6)
+
+
 def test_encode_decode_layout(micro_pipe, micro_X):
     est, tokens = micro_pipe["micro"], micro_pipe["tokens"].transform(micro_X)
     z = est.encode(tokens)
