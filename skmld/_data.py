@@ -212,7 +212,7 @@ class LatentCache:
         parts = blocks(x)
         if self.in_memory:
             outs = [encode_block(load(x, lo, hi)) for lo, hi in parts]
-            return tuple(np.concatenate(o) for o in zip(*outs))
+            return outs[0] if len(outs) == 1 else tuple(np.concatenate(o) for o in zip(*outs))
         import dask.array as da
         import zarr
 

@@ -247,15 +247,6 @@ def make_dynamics_step(
     return _compile(losses, optimizer, variables, strategy, spec, jit)
 
 
-DRAW_ROWS = 16  # rows per decoder call when decoding a rollout's latent draws
-
-
-def _noise(shape, seed, keys):
-    """Standard normal noise of ``shape`` for each key, ``(len(keys),) + shape``; key d draws from (seed, d)."""
-    return tf.map_fn(lambda d: tf.random.stateless_normal(shape, seed=tf.stack([seed, d])), keys,
-                     fn_output_signature=tf.float32)
-
-
 def make_rollout(nets: Networks, time_ratio: int, jit: bool):
     """One compiled function: encode the initial frames, step, decode every step.
 
@@ -280,18 +271,11 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool):
             mean = tf.cast(nets.decode(zm), tf.float32)
             total = tf.zeros_like(mean)
             total_sq = tf.zeros_like(mean)
-            # Draws are decoded ``chunk`` at a time, as one batch of ``chunk * B``
-            # rows: far fewer, larger decoder calls at small B. Draw d's noise is
-            # keyed by (seed, s * n_draws + d) however the draws are grouped.
-            chunk = tf.maximum(1, DRAW_ROWS // tf.shape(zm)[0])
-            for first in tf.range(0, n_draws, chunk):
-                k = tf.minimum(chunk, n_draws - first)
-                eps = _noise(tf.shape(zm), seed, s * n_draws + tf.range(first, first + k))
-                z = tf.reshape(zm[None] + tf.exp(0.5 * zv)[None] * eps, tf.concat([[-1], tf.shape(zm)[1:]], 0))
-                draws = tf.cast(nets.decode(z), tf.float32)
-                draws = tf.reshape(draws, tf.concat([[k], tf.shape(mean)], 0))
-                total += tf.reduce_sum(draws, 0)
-                total_sq += tf.reduce_sum(tf.square(draws), 0)
+            for d in tf.range(n_draws):
+                eps = tf.random.stateless_normal(tf.shape(zm), seed=tf.stack([seed, s * n_draws + d]))
+                draw = tf.cast(nets.decode(zm + tf.exp(0.5 * zv) * eps), tf.float32)
+                total += draw
+                total_sq += tf.square(draw)
             k = tf.cast(tf.maximum(n_draws, 1), tf.float32)
             var = tf.maximum(total_sq / k - tf.square(total / k), 0.0)
             means = means.write(s, mean)
@@ -313,13 +297,20 @@ def batches(n: int, size: int):
 
 
 def encode_all(nets: Networks, x: np.ndarray, batch_size: int, jit: bool = False):
-    """Encode every frame of ``x`` ``(N, T, H, W, F)`` with the latent means and log-variances."""
+    """Encode every frame of ``x`` ``(N, T, H, W, F)`` with the latent means and log-variances.
+
+    Frames are gathered a batch at a time: reshaping a non-contiguous ``x`` (a
+    transposed view of the user's data) to ``(N * T, ...)`` would copy all of it.
+    """
     N, T = x.shape[:2]
-    flat = x.reshape((N * T,) + x.shape[2:])
     fn = nets.compiled("encode", jit)
-    outs = [fn(tf.constant(flat[sl])) for sl in batches(N * T, batch_size)]
-    zm = np.concatenate([o[0].numpy() for o in outs])
-    zv = np.concatenate([o[1].numpy() for o in outs])
+    zm = zv = None
+    for sl in batches(N * T, batch_size):
+        frame = np.arange(sl.start, sl.stop)
+        m, v = (o.numpy() for o in fn(tf.constant(x[frame // T, frame % T])))
+        if zm is None:
+            zm, zv = np.empty((N * T,) + m.shape[1:], m.dtype), np.empty((N * T,) + v.shape[1:], v.dtype)
+        zm[sl], zv[sl] = m, v
     return zm.reshape((N, T) + zm.shape[1:]), zv.reshape((N, T) + zv.shape[1:])
 
 
