@@ -95,11 +95,11 @@ def _deserialize(state: dict) -> keras.Model:
     return model
 
 
-
 def _locked_rollout(estimator, *args):
     """``(mean, std)`` of one block, rolled out under :data:`_ROLLOUT_LOCK` (dask calls it from its threads)."""
     with _ROLLOUT_LOCK:
         return estimator._rollout_block(*args)[:2]
+
 
 class LatentDynamicsEstimator(BaseEstimator):
     """Base class; use :class:`~skmld.MicroDynamicsEstimator` or :class:`~skmld.MesoDynamicsEstimator`."""

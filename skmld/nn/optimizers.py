@@ -22,8 +22,8 @@ class FusedAdam(keras.optimizers.Adam):
         # Keras sums the replicas' gradients with ``ReplicaContext.all_reduce``,
         # which wraps the sum in ``tf.custom_gradient``. Inside a ``tf.function``
         # that registers a gradient closure in a process-wide registry, so every
-        # traced train step and its graph stay alive: about 100 MiB per fit of a
-        # small model, for the life of the process (tensorflow/tensorflow#62854).
+        # traced train step and its graph stay alive: about 80 MiB per fit of a
+        # tiny model, for the life of the process (tensorflow/tensorflow#62854).
         # Nothing differentiates through an update, so sum with a plain merge
         # call, and not at all with one replica.
         grads_and_vars = list(grads_and_vars)
