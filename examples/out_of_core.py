@@ -11,9 +11,10 @@ that every fixed cost (TensorFlow, dask, traced networks, thread pools) is paid
 before the big one. The script prints, as JSON, the peak resident memory of
 each run (``VmHWM``, reset between the runs) and the sizes of the stores.
 
-What the big run needs beyond the small one is bounded by the size of the
-groups of chunks shuffled together (``--group-mib``) and by the blocks rolled
-out at once (``--batch-size`` rows), not by the size of the store.
+What the big run needs beyond the small one is mostly bounded: by the size of
+the groups of chunks shuffled together (``--group-mib``) and by the blocks
+rolled out at once (``--batch-size`` rows). A smaller part grows with the
+number of chunks (≈ 0.2 MiB per chunk, measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
