@@ -111,6 +111,7 @@ class LatentDynamicsEstimator(BaseEstimator):
         "horizons": ["array-like"],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "gradient_chunk_size": [None, Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "kl_weight": [Interval(Real, 0, None, closed="left")],
@@ -376,16 +377,20 @@ class LatentDynamicsEstimator(BaseEstimator):
                            "x": _data.Window(1, horizon)}
                 span = horizon + 1
 
+            # Chunks only when smaller than a batch (a replica's part is smaller still).
+            chunk = self.gradient_chunk_size if (self.gradient_chunk_size or self.batch_size) < self.batch_size \
+                else None
+
             def make(optimizer):
                 spec = (dataset(train_rows).element_spec, dataset(train_rows, distribute=False).element_spec)
                 if stage.is_vae:
                     return _engine.make_vae_step(nets, self._weights(), optimizer, variables, self.batch_size,
-                                                 strategy, spec, self.jit_compile)
+                                                 strategy, spec, self.jit_compile, chunk)
                 return _engine.make_dynamics_step(
                     nets, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
                     train_decoupled=stage.train_decoupled, train_coupled=stage.train_coupled,
                     weights=self._weights(), optimizer=optimizer, variables=variables,
-                    global_batch=self.batch_size, strategy=strategy, spec=spec, jit=self.jit_compile)
+                    global_batch=self.batch_size, strategy=strategy, spec=spec, jit=self.jit_compile, chunk=chunk)
 
             def dataset(rows, rng=None, epoch_seed=0, distribute=True):
                 def per_worker(context):

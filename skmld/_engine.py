@@ -125,10 +125,11 @@ def _batch_mean(per_sample, batch: dict):
     return ops.sum(per_sample) / tf.cast(count, per_sample.dtype)
 
 
-def _compile(losses, optimizer, variables, strategy, spec, jit: bool):
+def _compile(losses, optimizer, variables, strategy, spec, jit: bool, chunk: int | None = None):
     """``(train_step, eval_step)``: loss terms of a distributed batch summed over replicas, and of a plain batch.
 
     ``spec`` holds the element specs of the distributed and of the plain dataset.
+    ``chunk``: back-propagate a batch ``chunk`` rows at a time (see :func:`_chunked`).
 
     The loss and its gradients are one XLA cluster with ``jit``; the update runs
     outside it because a distributed optimizer synchronises replicas there.
@@ -138,13 +139,15 @@ def _compile(losses, optimizer, variables, strategy, spec, jit: bool):
         with tf.GradientTape() as tape:
             terms = losses(batch, True)
             loss = optimizer.scale_loss(terms["loss"]) if hasattr(optimizer, "scale_loss") else terms["loss"]
-        return terms, tape.gradient(loss, variables)
+        return terms, tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     def evaluate(batch):
         return losses(batch, False)
 
     if jit:
         gradients, evaluate = tf.function(gradients, jit_compile=True), tf.function(evaluate, jit_compile=True)
+    if chunk is not None:
+        gradients = _chunked(gradients, chunk)
 
     def replica_train(batch):
         terms, grads = gradients(batch)
@@ -160,11 +163,37 @@ def _compile(losses, optimizer, variables, strategy, spec, jit: bool):
     return train_step, tf.function(evaluate, input_signature=[spec[1]])
 
 
+def _chunked(gradients, chunk: int):
+    """``gradients`` of a batch computed ``chunk`` rows at a time and summed: the same terms and gradients.
+
+    Every loss term is a sum over rows divided by the global batch's ``count``,
+    and the noise of a row is keyed by its ``pos``, so the chunks' terms and
+    gradients add up to the whole batch's. Chunks run one after another
+    (``parallel_iterations=1``): only one chunk's activations are alive at a
+    time, which bounds the memory of back-propagating through the decoders.
+    """
+
+    def run(batch):
+        n = tf.shape(batch["pos"])[0]
+        terms, grads = gradients({k: v[:chunk] for k, v in batch.items()})
+
+        def body(start, terms, grads):
+            t, g = gradients({k: v[start : start + chunk] for k, v in batch.items()})
+            return start + chunk, {k: terms[k] + t[k] for k in terms}, [a + b for a, b in zip(grads, g)]
+
+        _, terms, grads = tf.while_loop(lambda start, *_: start < n, body, (tf.constant(chunk), terms, grads),
+                                        parallel_iterations=1)
+        return terms, grads
+
+    return run
+
+
 def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_batch: int, strategy, spec,
-                  jit: bool):
+                  jit: bool, chunk: int | None = None):
     """VAE steps on batches ``{"x": (B, H, W, F), pos, count, key}`` (see :mod:`skmld._data`) of type ``spec``.
 
     Returns ``(train_step, eval_step)``; both map a batch to the batch means of the loss terms.
+    ``chunk``: rows back-propagated at once (``None``: the whole batch).
     """
 
     def losses(batch, training):
@@ -184,7 +213,7 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
         )
         return terms
 
-    return _compile(losses, optimizer, variables, strategy, spec, jit)
+    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk)
 
 
 def make_dynamics_step(
@@ -202,6 +231,7 @@ def make_dynamics_step(
     strategy,
     spec,
     jit: bool,
+    chunk: int | None = None,
 ):
     """Curriculum steps of the latent dynamics at one horizon.
 
@@ -212,7 +242,8 @@ def make_dynamics_step(
     Loss = latent consistency of the rolled-out mean and log-variance with the
     encoded trajectory (normalised MSE) + reconstruction MSE of the fields
     decoded (frozen decoders) from sampled latents. Only predicted steps are
-    decoded: the initial frame's reconstruction feeds no loss.
+    decoded: the initial frame's reconstruction feeds no loss. ``chunk``: rows
+    back-propagated at once (``None``: the whole batch).
     """
     stepper = nets.stepper(coupled=coupled)
     c, n_fields = nets.latent_channels, len(nets.fields)
@@ -244,7 +275,7 @@ def make_dynamics_step(
         )
         return terms
 
-    return _compile(losses, optimizer, variables, strategy, spec, jit)
+    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk)
 
 
 def make_rollout(nets: Networks, time_ratio: int, jit: bool):

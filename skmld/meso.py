@@ -59,7 +59,7 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         Architecture, as for :class:`~skmld.MicroDynamicsEstimator`. ``None``
         takes the backbone's (or the micro defaults from scratch); a value that
         contradicts the backbone raises ``ValueError``.
-    learning_rate, batch_size, validation_fraction, reconstruction_weight, kl_weight, \
+    learning_rate, batch_size, gradient_chunk_size, validation_fraction, reconstruction_weight, kl_weight, \
 edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, on_divergence, device, precision, \
 jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         As for :class:`~skmld.MicroDynamicsEstimator`.
@@ -126,6 +126,7 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         dropout: float | None = None,
         learning_rate: float = 1e-4,
         batch_size: int = 1,
+        gradient_chunk_size: int | None = None,
         validation_fraction: float = 0.0,
         reconstruction_weight: float = 1.0,
         kl_weight: float = 1.0,
@@ -158,6 +159,7 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         self.dropout = dropout
         self.learning_rate = learning_rate
         self.batch_size = batch_size
+        self.gradient_chunk_size = gradient_chunk_size
         self.validation_fraction = validation_fraction
         self.reconstruction_weight = reconstruction_weight
         self.kl_weight = kl_weight

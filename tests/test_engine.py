@@ -1,0 +1,96 @@
+"""The engine's fast paths against the straightforward computation, on tiny networks."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from skmld import _engine
+from skmld.micro import build_networks
+
+FIELDS = ["temperature", "pressure", "microstructure"]
+C, H, W = 2, 32, 32  # latent channels, field grid (latent grid 4 × 4, the U-Nets need multiples of 4)
+LR = 1e4
+WEIGHTS = dict.fromkeys(("reconstruction", "kl", "edge", "latent_mean", "latent_log_var", "multistep"), 1.0)
+
+
+def tiny_networks():
+    keras.utils.set_random_seed(0)
+    # No dropout: chunks draw their own masks, which is the one intended difference.
+    return build_networks(FIELDS, latent_channels=C, filters=2, kernel_size=3, dynamics="unet", dynamics_filters=2,
+                          dropout=0.0, dtype=None)
+
+
+def batch_of(rows: dict, n: int, key=(7, 3)) -> dict:
+    return {**{k: tf.constant(v) for k, v in rows.items()},
+            "pos": tf.range(n, dtype=tf.int32), "count": tf.fill([n], n), "key": tf.constant([key] * n, tf.int32)}
+
+
+def spec_of(batch: dict):
+    spec = {k: tf.TensorSpec((None, *v.shape[1:]), v.dtype) for k, v in batch.items()}
+    return spec, spec
+
+
+def one_step(make, batch, names, chunk):
+    """Loss terms and the gradients (from an SGD update) of one step from fresh networks."""
+    nets = tiny_networks()
+    variables = nets.variables(names)
+    before = [v.numpy() for v in variables]
+    # A large rate, so that the update, not the weight, sets the rounding of ``before - after``.
+    optimizer = keras.optimizers.SGD(learning_rate=LR)
+    optimizer.build(variables)
+    train_step, _ = make(nets, optimizer, variables, spec_of(batch), chunk)
+    terms = {k: float(v) for k, v in train_step(batch).items()}
+    return terms, [(b - v.numpy()) / LR for b, v in zip(before, variables)], train_step
+
+
+def assert_same_step(whole, chunked, batch):
+    (terms_a, grads_a, step_a), (terms_b, grads_b, step_b) = whole, chunked
+    assert while_loops(step_a, batch) == 0 and while_loops(step_b, batch) == 1  # the chunks are a loop
+    assert terms_a.keys() == terms_b.keys()
+    for k in terms_a:
+        np.testing.assert_allclose(terms_b[k], terms_a[k], rtol=1e-5, err_msg=k)
+    assert any(np.abs(g).max() > 0 for g in grads_a)
+    # Float32 sums of ~10⁴ terms (a conv's filter gradient) in another order: ≈ 1e-5 of the largest.
+    for a, b in zip(grads_a, grads_b):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * np.abs(a).max())
+
+
+def while_loops(train_step, batch) -> int:
+    """While ops in the traced step and the functions it calls."""
+    graph_def = train_step.get_concrete_function(batch).graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return sum(n.op in ("While", "StatelessWhile") for n in nodes)
+
+
+@pytest.mark.parametrize("n, chunk", [(5, 2)])  # a ragged last chunk
+def test_chunked_dynamics_step_equals_whole_batch(n, chunk):
+    rng = np.random.default_rng(0)
+    horizon = 2
+    rows = {"z_mean": rng.standard_normal((n, horizon + 1, H // 8, W // 8, 3 * C), dtype=np.float32),
+            "z_log_var": rng.uniform(-3, -1, (n, horizon + 1, H // 8, W // 8, 3 * C)).astype(np.float32),
+            "x": rng.random((n, horizon, H, W, 3), dtype=np.float32)}
+    batch = batch_of(rows, n)
+    names = [f"decoupled_{k}/{f}" for f in FIELDS for k in ("mean", "log_var")] + list(_engine.COUPLED)
+
+    def make(nets, optimizer, variables, spec, chunk):
+        return _engine.make_dynamics_step(
+            nets, horizon=horizon, time_ratio=2, coupled=True, train_decoupled=True, train_coupled=True,
+            weights=WEIGHTS, optimizer=optimizer, variables=variables, global_batch=n,
+            strategy=tf.distribute.get_strategy(), spec=spec, jit=False, chunk=chunk)
+
+    whole, chunked = one_step(make, batch, names, None), one_step(make, batch, names, chunk)
+    assert_same_step(whole, chunked, batch)
+
+
+def test_chunked_vae_step_equals_whole_batch():
+    n = 5
+    rows = {"x": np.random.default_rng(1).random((n, H, W, 3), dtype=np.float32)}
+    batch = batch_of(rows, n)
+    names = [f"{k}/{f}" for f in FIELDS for k in ("encoder", "decoder")]
+
+    def make(nets, optimizer, variables, spec, chunk):
+        return _engine.make_vae_step(nets, WEIGHTS, optimizer, variables, n, tf.distribute.get_strategy(), spec,
+                                     False, chunk)
+
+    assert_same_step(one_step(make, batch, names, None), one_step(make, batch, names, 2), batch)
