@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -414,7 +415,18 @@ class LatentDynamicsEstimator(BaseEstimator):
                 rng = np.random.default_rng((stage_seed, horizon, epoch))
                 epoch_seed = int(rng.integers(2**31 - 1))
                 snapshot = [v.numpy() for v in variables]
-                terms = _run_epoch(train_step, dataset(train_rows, rng, epoch_seed))
+                try:
+                    terms = _run_epoch(train_step, dataset(train_rows, rng, epoch_seed))
+                except tf.errors.InternalError as e:
+                    # XLA's CPU backend (TensorFlow 2.21) rejects the bf16 max-pool gradients of the
+                    # U-Nets; the step fails to compile before it changes any weight.
+                    if self.jit_compile and "mixed precision is disallowed" in str(e):
+                        raise ValueError(
+                            f"jit_compile=True with precision={self.precision!r}: XLA cannot compile the "
+                            f"{stage.name} training step on this device ({_xla_op(e)}). Use "
+                            "jit_compile=False (TensorFlow runs bfloat16 without XLA) or precision='float32'."
+                        ) from e
+                    raise
                 bad = next((k for k, v in terms.items() if not math.isfinite(v)), None)
                 if bad is not None:
                     for v, w in zip(variables, snapshot):
@@ -684,6 +696,12 @@ def _compute(*arrays):
 
         return dask.compute(*arrays)
     return arrays
+
+
+def _xla_op(error: Exception) -> str:
+    """The op an XLA compilation error names (its message is a dump of the failing instruction)."""
+    found = re.search(r'op_type="(\w+)"', str(error))
+    return f"{found.group(1)}: mixed precision is disallowed" if found else "mixed precision is disallowed"
 
 
 def _run_epoch(step, batches) -> dict:

@@ -298,3 +298,16 @@ def test_xla_training_step_and_rollout(micro_X):
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
     mean, std = pipe["micro"].predict(pipe["tokens"].transform(micro_X), n_steps=5, return_std=True, n_draws=2)
     assert mean.sizes["time"] == 6 and np.isfinite(mean.values).all() and (std.values > 0).any()
+
+
+def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
+    # XLA's CPU backend (TensorFlow 2.21) cannot compile the U-Nets' bf16 max-pool gradients:
+    # the fit must then say which parameters to change, not fail with an XLA dump.
+    est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "precision": "mixed_bfloat16", "jit_compile": True})
+    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)])
+    try:
+        pipe.fit(micro_X)
+    except ValueError as e:
+        assert "jit_compile=False" in str(e) and "decoupled" in str(e)
+    else:
+        assert np.isfinite(pipe.predict(micro_X).values).all()

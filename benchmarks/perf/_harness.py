@@ -216,12 +216,14 @@ def stage_spec(name: str, fields=FIELDS) -> StageSpec:
 
 
 def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, precision: str = "float32",
-                    seed: int = 0):
+                    seed: int = 0, jit: bool = False, chunk: int | None = None):
     """ADAPTER — one dynamics training step as ``_base._run_stage`` builds it, on a fixed batch.
 
     ``data = (z_mean, z_log_var, x)``: numpy arrays ``(N, T, h, w, F*C)`` and
     ``(N, T, H, W, F)`` with ``N >= batch`` and ``T >= horizon + 1``; the batch
     is the windows starting at ``t = 0`` of the first ``batch`` samples.
+    ``jit``: XLA (``jit_compile``); ``chunk``: rows back-propagated at once
+    (``gradient_chunk_size``; engines before it have no such argument).
     Returns ``(step, concrete)``: ``step()`` runs one step and blocks until it
     is done; ``concrete()`` is the step traced with static shapes (for
     counting executed FLOPs). Works with the engine's step signature before
@@ -242,8 +244,10 @@ def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, preci
                "edge": 1.0}
     common = {"horizon": horizon, "time_ratio": spec.time_ratio, "coupled": spec.coupled,
                   "train_decoupled": spec.train_decoupled, "train_coupled": spec.train_coupled, "weights": weights,
-                  "optimizer": optimizer, "variables": variables, "jit": False}
+                  "optimizer": optimizer, "variables": variables, "jit": jit}
     params = inspect.signature(_engine.make_dynamics_step).parameters
+    if chunk is not None:
+        common["chunk"] = chunk
     if "sampler" in params:  # engine of commit 192a4df: data inside the step, batches are index vectors
         from skmld.nn.vae import Sampling
 
@@ -275,8 +279,8 @@ def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, preci
     return step, concrete
 
 
-def make_rollout(nets, time_ratio: int):
-    """ADAPTER — the compiled rollout of ``_base._rollout``.
+def make_rollout(nets, time_ratio: int, jit: bool = False):
+    """ADAPTER — the compiled rollout of ``_base._rollout`` (``jit``: with XLA).
 
     Returns ``(run, concrete)``: ``run(x0, n_steps, n_draws, seed)`` returns
     numpy ``(mean, std)`` fields ``(B, n_steps + 1, H, W, F)``;
@@ -286,7 +290,7 @@ def make_rollout(nets, time_ratio: int):
 
     from skmld import _engine
 
-    fn = _engine.make_rollout(nets, time_ratio, False)
+    fn = _engine.make_rollout(nets, time_ratio, jit)
 
     def run(x0, n_steps, n_draws, seed=0):
         out = fn(tf.constant(x0), tf.constant(n_steps), tf.constant(n_draws), tf.constant(seed))
