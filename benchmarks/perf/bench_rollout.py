@@ -1,7 +1,8 @@
 """Rollout benchmark: 19-step micro and 37-step meso rollouts, and the bf16 prediction difference.
 
-For each scale, batch (1, 8), with and without ``return_std`` (16 draws) and
-precision (float32, mixed_bfloat16): time per rollout, useful FLOPs (encode
+For each scale, batch (1, 8), with and without ``return_std`` (16 draws),
+precision (float32, mixed_bfloat16) and compilation (graph; XLA with
+``--compile graph xla``): time per rollout, useful FLOPs (encode
 the initial frame, step, decode the mean and every draw at every step),
 executed FLOPs (from the traced graph), their ratio, and useful GFLOP/s as a
 fraction of the matmul rates timed in the same process.
@@ -91,7 +92,8 @@ def bf16_difference(quick: bool) -> dict:
             "max_abs_diff": float(np.abs(a - b).max()), "loadavg": H.os.getloadavg()}
 
 
-def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget: float) -> dict:
+def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget: float,
+        compiles=("graph",)) -> dict:
     import numpy as np
 
     s = H.sizes(quick)
@@ -115,37 +117,39 @@ def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget
                 full = cnt.rollout(r, n_steps, n_draws, batch)
                 ex = None
                 for precision in precisions:
-                    fn, concrete = H.make_rollout(nets[precision], r)
-                    if ex is None:
-                        t0 = time.perf_counter()
-                        ex = H.executed(concrete(x0.shape, steps_run, draws_run), trips=(steps_run + 1, draws_run),
-                                        if_fraction=steps_run / (steps_run + 1))
-                        ex["trace_s"] = time.perf_counter() - t0
-                    timing = H.timeit(lambda: fn(x0, steps_run, draws_run),  # noqa: B023
-                                      warmup=lambda: fn(x0, 0, min(draws_run, 1)),  # noqa: B023
-                                      min_reps=2 if quick else 3, max_reps=3 if quick else 6,
-                                      min_time=0.5 if quick else 5.0, budget=budget)
-                    rate = useful["total"] / timing["median_s"]
-                    row = {"scale": scale, "field_shape": list(shape), "batch": batch, "batch_run": batch_run,
-                           "n_steps": n_steps,
-                           "n_draws": n_draws, "return_std": n_draws > 0, "steps_run": steps_run,
-                           "draws_run": draws_run, "precision": precision, **timing,
-                           "useful_gflop": useful["total"] / H.GIGA,
-                           "useful_parts_gflop": {k: v / H.GIGA for k, v in useful.items()},
-                           "full_useful_gflop": full["total"] / H.GIGA,
-                           "full_s_extrapolated": full["total"] / rate,
-                           "samples_per_s": batch / (full["total"] / rate),  # at the measured rate
-                           "executed_gflop": ex["total"] / H.GIGA,
-                           "executed_by_type_gflop": {k: (v / H.GIGA if k != "unknown_shape_ops" else v)
-                                                      for k, v in ex["by_type"].items()},
-                           "executed_over_useful": ex["total"] / useful["total"],
-                           **H.utilisation(useful["total"], timing["median_s"], rates, precision)}
-                    rows.append(row)
-                    log.info("%s b=%d draws=%d (run %d steps, %d draws) %s: %.2f s/call (%d reps), full ≈ %.0f s, "
-                             "exec/useful %.2f, %.2f× fp32 matmul, load %s", scale, batch, n_draws, steps_run,
-                             draws_run, precision, timing["median_s"], timing["reps"], row["full_s_extrapolated"],
-                             row["executed_over_useful"], row["frac_fp32_matmul"], timing["loadavg_after"])
-                    gc.collect()
+                    for mode in compiles:
+                        fn, concrete = H.make_rollout(nets[precision], r, jit=mode == "xla")
+                        if ex is None:
+                            t0 = time.perf_counter()
+                            ex = H.executed(concrete(x0.shape, steps_run, draws_run),
+                                            trips=(steps_run + 1, draws_run), if_fraction=steps_run / (steps_run + 1))
+                            ex["trace_s"] = time.perf_counter() - t0
+                        timing = H.timeit(lambda: fn(x0, steps_run, draws_run),  # noqa: B023
+                                          warmup=lambda: fn(x0, 0, min(draws_run, 1)),  # noqa: B023
+                                          min_reps=2 if quick else 3, max_reps=3 if quick else 6,
+                                          min_time=0.5 if quick else 5.0, budget=budget)
+                        rate = useful["total"] / timing["median_s"]
+                        row = {"scale": scale, "field_shape": list(shape), "batch": batch, "batch_run": batch_run,
+                               "n_steps": n_steps,
+                               "n_draws": n_draws, "return_std": n_draws > 0, "steps_run": steps_run,
+                               "draws_run": draws_run, "precision": precision, "compile": mode, **timing,
+                               "useful_gflop": useful["total"] / H.GIGA,
+                               "useful_parts_gflop": {k: v / H.GIGA for k, v in useful.items()},
+                               "full_useful_gflop": full["total"] / H.GIGA,
+                               "full_s_extrapolated": full["total"] / rate,
+                               "samples_per_s": batch / (full["total"] / rate),  # at the measured rate
+                               "executed_gflop": ex["total"] / H.GIGA,
+                               "executed_by_type_gflop": {k: (v / H.GIGA if k != "unknown_shape_ops" else v)
+                                                          for k, v in ex["by_type"].items()},
+                               "executed_over_useful": ex["total"] / useful["total"],
+                               **H.utilisation(useful["total"], timing["median_s"], rates, precision)}
+                        rows.append(row)
+                        log.info("%s b=%d draws=%d (run %d steps, %d draws) %s %s: %.2f s/call (%d reps), full ≈ "
+                                 "%.0f s, exec/useful %.2f, %.2f× fp32 matmul, load %s", scale, batch, n_draws,
+                                 steps_run, draws_run, precision, mode, timing["median_s"], timing["reps"],
+                                 row["full_s_extrapolated"], row["executed_over_useful"], row["frac_fp32_matmul"],
+                                 timing["loadavg_after"])
+                        gc.collect()
     out = {"benchmark": "rollout", "quick": quick, "sizes": s, "machine": H.machine(), "rates": rates, "rows": rows,
            "cap_gflop": cap}
     if "mixed_bfloat16" in precisions:
@@ -162,15 +166,19 @@ def main(argv=None) -> dict:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--draws", type=int, nargs="+", help="0: no return_std; default 0 16 (--quick: 0 4)")
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
+    p.add_argument("--compile", nargs="+", default=["graph"], choices=["graph", "xla"],
+                   help="graph: tf.function; xla: jit_compile=True")
+    p.add_argument("--tag", help="write rollout_TAG.json (e.g. xla: rendered as its own table)")
     p.add_argument("--cap", type=float, default=2500.0, help="useful GFLOP per timed call at most")
     p.add_argument("--budget", type=float, default=25.0, help="seconds of timed calls per configuration")
     args = p.parse_args(argv)
     if args.quick:
         args.batches = [2] if args.batches == [1, 8] else args.batches
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = run(args.quick, args.scales, args.batches, args.draws, args.precisions, args.cap, args.budget)
+    result = run(args.quick, args.scales, args.batches, args.draws, args.precisions, args.cap, args.budget,
+                 args.compile)
     result["settings"] = vars(args)
-    path = H.write_json("rollout", result, args.quick)
+    path = H.write_json("rollout" + (f"_{args.tag}" if args.tag else ""), result, args.quick)
     logging.getLogger("bench_rollout").info("-> %s", path)
     return result
 

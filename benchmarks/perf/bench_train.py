@@ -20,9 +20,17 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import re
 import time
 
 import _harness as H
+
+
+def _short(error: Exception) -> str:
+    """An error's first line, or for an XLA dump the line that says what failed, without the HLO."""
+    lines = str(error).splitlines() or [""]
+    line = next((x for x in lines if "disallowed" in x), lines[0])
+    return re.sub(r"%\S+ = .*?metadata=\{op_type=\"(\w+)\".*?\}", r"op \1", line)[:300]
 
 
 def executed(nets, data, spec, horizon: int, batch: int, chunk, concrete) -> dict:
@@ -46,7 +54,7 @@ def run(quick: bool, stages, horizons, batches, precisions, compiles, budget: fl
     log = logging.getLogger("bench_train")
     rates = H.rates(quick)
     log.info("rates: %s", {k: round(v) for k, v in rates.items() if k.endswith("gflops")})
-    rows = []
+    rows, failures = [], []
     mem_limit = memory_fraction * H.mem_available()
     nets = {p: H.build_nets(s, p) for p in precisions}
     counter = {}
@@ -72,8 +80,14 @@ def run(quick: bool, stages, horizons, batches, precisions, compiles, budget: fl
                             t0 = time.perf_counter()
                             ex = executed(nets[precision], data, spec, horizon, batch, chunk, concrete)
                             ex["trace_s"] = time.perf_counter() - t0
-                        timing = H.timeit(step, min_reps=2 if quick else 3, max_reps=3 if quick else 8,
-                                          min_time=0.5 if quick else 5.0, budget=budget)
+                        try:
+                            timing = H.timeit(step, min_reps=2 if quick else 3, max_reps=3 if quick else 8,
+                                              min_time=0.5 if quick else 5.0, budget=budget)
+                        except Exception as e:  # e.g. XLA's CPU backend and bf16 max-pool gradients
+                            what = f"{stage} h={horizon} b={batch} {precision} {mode}"
+                            failures.append({"what": what, "error": f"{type(e).__name__}: {_short(e)}"})
+                            log.warning("%s failed: %s", what, failures[-1]["error"])
+                            continue
                         row = {"stage": stage, "field_shape": list(shape), "horizon": horizon, "batch": batch,
                                "batch_run": batch, "chunk": chunk, "precision": precision, "compile": mode,
                                **timing, "samples_per_s": batch / timing["median_s"],
@@ -97,7 +111,7 @@ def run(quick: bool, stages, horizons, batches, precisions, compiles, budget: fl
                         del step, concrete
                         gc.collect()
     return {"benchmark": "train", "quick": quick, "sizes": s, "machine": H.machine(), "rates": rates,
-            "rates_end": H.rates(quick), "rows": rows}
+            "rates_end": H.rates(quick), "rows": rows, "failures": failures}
 
 
 def main(argv=None) -> dict:
@@ -109,6 +123,7 @@ def main(argv=None) -> dict:
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--compile", nargs="+", default=["graph"], choices=["graph", "xla"],
                    help="graph: tf.function; xla: jit_compile=True")
+    p.add_argument("--tag", help="write train_TAG.json (e.g. xla: rendered as its own table)")
     p.add_argument("--memory-fraction", type=float, default=0.5,
                    help="of the memory available at the start, for back-propagation through the decoders")
     p.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per configuration")
@@ -120,7 +135,7 @@ def main(argv=None) -> dict:
     result = run(args.quick, args.stages, args.horizons, args.batches, args.precisions, args.compile, args.budget,
                  args.memory_fraction)
     result["settings"] = vars(args)
-    path = H.write_json("train", result, args.quick)
+    path = H.write_json("train" + (f"_{args.tag}" if args.tag else ""), result, args.quick)
     logging.getLogger("bench_train").info("-> %s", path)
     return result
 

@@ -58,13 +58,82 @@ def _best(d, key):
     return out
 
 
+def _batch(row) -> str:
+    """The batch of a training row, with how it ran when not whole."""
+    if row.get("chunk"):
+        return f"{row['batch']} (chunks of {row['chunk']})"
+    if row["batch_run"] != row["batch"]:  # results from before gradient_chunk_size
+        return f"{row['batch']} (ran {row['batch_run']})"
+    return str(row["batch"])
+
+
 def _load_str(t):
     return "/".join(f"{v:.1f}" for v in t)
 
 
+def _train_section(d: dict, title: str) -> list:
+    """The table of a training benchmark's rows."""
+    p32, p16 = _best(d, "matmul_fp32"), _best(d, "matmul_bf16")
+    rows = [[r["stage"], "×".join(map(str, r["field_shape"])), r["horizon"],
+             _batch(r), r["precision"].replace("mixed_", ""), r.get("compile", "graph"), r["median_s"], r["reps"],
+             r["samples_per_s"], r["useful_gflop"], r["executed_gflop"], r["executed_over_useful"],
+             r["useful_gflops_per_s"], r["useful_gflops_per_s"] / p32, r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None,
+             _f(r["loadavg_after"][0], 1)]
+            for r in d["rows"]]
+    parts = [f"## {title}", "",
+             ("One optimiser step of a dynamics stage on random windows (cost does not depend on values): "
+             "micro decoupled, micro coupled, meso (time ratio 2, frozen backbone). Useful FLOPs: trained "
+             "networks 3× forward, frozen networks 2× where a trained one lies upstream and 1× otherwise, "
+             "decoders of the predicted steps only. Executed FLOPs: the convolutions and matmuls of the "
+             "traced step that feed its outputs or updates."), "",
+             _table(["stage", "fields", "horizon", "batch", "precision", "compile", "s/step", "reps", "samples/s",
+                     "useful GFLOP", "executed GFLOP", "exec/useful", "useful GFLOP/s", "× fp32 peak",
+                     "× bf16 peak", "load"], rows), ""]
+    notes = sorted({r["note"] for r in d["rows"] if "note" in r})
+    parts += [f"- {n}" for n in notes] + ([""] if notes else [])
+    return parts
+
+
+def _rollout_section(d: dict, title: str) -> list:
+    """The table of a rollout benchmark's rows."""
+    p32, p16 = _best(d, "matmul_fp32"), _best(d, "matmul_bf16")
+    rows = [[r["scale"], "×".join(map(str, r["field_shape"])), r["batch"], r["n_steps"], r["n_draws"],
+             r["precision"].replace("mixed_", ""), r.get("compile", "graph"),
+             f"{r['steps_run']} steps, {r['draws_run']} draws, batch {r['batch_run']}"
+             if (r["steps_run"], r["draws_run"], r["batch_run"]) != (r["n_steps"], r["n_draws"], r["batch"])
+             else "whole", r["median_s"], r["reps"], r["full_s_extrapolated"],
+             r["useful_gflop"], r["executed_over_useful"], r["useful_gflops_per_s"],
+             r["useful_gflops_per_s"] / p32, r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None,
+             _f(r["loadavg_after"][0], 1)] for r in d["rows"]]
+    parts = [f"## {title}", "",
+             ("Encode the initial frames, step the latent model, decode the mean (and every draw with "
+             "`return_std`) at every step. Where a whole paper-size rollout would take too long, the "
+             f"timed call covers its first steps (at most {d['cap_gflop']:,.0f} useful GFLOP; fewer draws, "
+             "then a smaller batch, if even the first frame is more); the rollout's work is the same at every "
+             "step, so the whole rollout's time is extrapolated at the measured rate."), "",
+             _table(["scale", "fields", "batch", "steps", "draws", "precision", "compile", "timed", "s/call",
+                     "reps", "whole rollout s (extrap.)", "useful GFLOP/call", "exec/useful", "useful GFLOP/s",
+                     "× fp32 peak", "× bf16 peak", "load"], rows), ""]
+    return parts
+
+
+def _xla_section(d: dict, what: str) -> list:
+    """Graph mode against XLA (``--compile graph xla --tag xla``), with the time ratio."""
+    parts = (_train_section if d["benchmark"] == "train" else _rollout_section)(d, f"{what}: graph mode against XLA")
+    key = (lambda r: (r["stage"], r["horizon"], r["batch"], r["precision"])) if d["benchmark"] == "train" else \
+        (lambda r: (r["scale"], r["batch"], r["n_draws"], r["precision"]))
+    graph = {key(r): r for r in d["rows"] if r.get("compile") == "graph"}
+    ratios = [f"{' '.join(map(str, key(r)))}: {r['median_s'] / graph[key(r)]['median_s']:.2f}"
+              for r in d["rows"] if r.get("compile") == "xla" and key(r) in graph]
+    if ratios:
+        parts += ["XLA time / graph time: " + "; ".join(ratios) + ".", ""]
+    parts += [f"- {f['what']}: {f['error']}" for f in d.get("failures", [])]
+    return parts + ([""] if d.get("failures") else [])
+
+
 def render(results: Path, out: Path, quick: bool) -> str:
     """Markdown of every JSON result under ``results``."""
-    data = {k: _load(results, k) for k in BENCHMARKS}
+    data = {k: _load(results, k) for k in (*BENCHMARKS, "train_xla", "rollout_xla")}
     any_ = next((d for d in data.values() if d), None)
     if any_ is None:
         raise SystemExit(f"no results under {results}")
@@ -87,7 +156,7 @@ def render(results: Path, out: Path, quick: bool) -> str:
              "absolute times."), ""]
     if NOTES.exists() and not quick:
         parts += [NOTES.read_text().strip(), ""]
-    for name in ("train", "rollout"):
+    for name in ("train", "rollout", "train_xla", "rollout_xla"):
         d = data[name]
         if d:
             r0, r1 = d["rates"], d.get("rates_end", d["rates"])
@@ -103,47 +172,12 @@ def render(results: Path, out: Path, quick: bool) -> str:
                                f"→{r0['conv_shape'][4]}", r0["conv_fp32_gflops"], r1["conv_fp32_gflops"],
                                _best(d, "conv_fp32"), r0["conv_bf16_gflops"], r1["conv_bf16_gflops"],
                                _best(d, "conv_bf16")]]), ""]
-    d = data["train"]
-    if d:
-        p32, p16 = _best(d, "matmul_fp32"), _best(d, "matmul_bf16")
-        rows = [[r["stage"], "×".join(map(str, r["field_shape"])), r["horizon"],
-                 r["batch"] if r["batch_run"] == r["batch"] else f"{r['batch']} (ran {r['batch_run']})",
-                 r["precision"].replace("mixed_", ""), r["median_s"], r["reps"], r["samples_per_s"],
-                 r["useful_gflop"], r["executed_gflop"], r["executed_over_useful"], r["useful_gflops_per_s"],
-                 r["useful_gflops_per_s"] / p32, r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None,
-                 _f(r["loadavg_after"][0], 1)]
-                for r in d["rows"]]
-        parts += ["## Training steps", "",
-                  ("One optimiser step of a dynamics stage on random windows (cost does not depend on values): "
-                  "micro decoupled, micro coupled, meso (time ratio 2, frozen backbone). Useful FLOPs: trained "
-                  "networks 3× forward, frozen networks 2× where a trained one lies upstream and 1× otherwise, "
-                  "decoders of the predicted steps only. Executed FLOPs: the convolutions and matmuls of the "
-                  "traced step that feed its outputs or updates."), "",
-                  _table(["stage", "fields", "horizon", "batch", "precision", "s/step", "reps", "samples/s",
-                          "useful GFLOP", "executed GFLOP", "exec/useful", "useful GFLOP/s", "× fp32 peak",
-                          "× bf16 peak", "load"], rows), ""]
-        notes = sorted({r["note"] for r in d["rows"] if "note" in r})
-        parts += [f"- {n}" for n in notes] + ([""] if notes else [])
+    if data["train"]:
+        parts += _train_section(data["train"], "Training steps")
+    if data["rollout"]:
+        parts += _rollout_section(data["rollout"], "Rollouts")
     d = data["rollout"]
     if d:
-        p32, p16 = _best(d, "matmul_fp32"), _best(d, "matmul_bf16")
-        rows = [[r["scale"], "×".join(map(str, r["field_shape"])), r["batch"], r["n_steps"], r["n_draws"],
-                 r["precision"].replace("mixed_", ""),
-                 f"{r['steps_run']} steps, {r['draws_run']} draws, batch {r['batch_run']}"
-                 if (r["steps_run"], r["draws_run"], r["batch_run"]) != (r["n_steps"], r["n_draws"], r["batch"])
-                 else "whole", r["median_s"], r["reps"], r["full_s_extrapolated"],
-                 r["useful_gflop"], r["executed_over_useful"], r["useful_gflops_per_s"], r["useful_gflops_per_s"] / p32,
-                 r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None,
-                 _f(r["loadavg_after"][0], 1)] for r in d["rows"]]
-        parts += ["## Rollouts", "",
-                  ("Encode the initial frames, step the latent model, decode the mean (and every draw with "
-                  "`return_std`) at every step. Where a whole paper-size rollout would take too long, the "
-                  f"timed call covers its first steps (at most {d['cap_gflop']:,.0f} useful GFLOP; fewer draws, "
-                  "then a smaller batch, if even the first frame is more); the rollout's work is the same at every step, so the whole "
-                  "rollout's time is extrapolated at the measured rate."), "",
-                  _table(["scale", "fields", "batch", "steps", "draws", "precision", "timed", "s/call", "reps",
-                          "whole rollout s (extrap.)", "useful GFLOP/call", "exec/useful", "useful GFLOP/s",
-                          "× fp32 peak", "× bf16 peak", "load"], rows), ""]
         b = d.get("bf16_difference")
         if b:
             parts += ["### bf16 against fp32 predictions", "", (f"{b['model']}; data: {b['data']}; "
@@ -152,19 +186,23 @@ def render(results: Path, out: Path, quick: bool) -> str:
                              [[f, a, c] for f, a, c in zip(b["fields"], b["rmse_fp32_vs_bf16"],
                                                           b["rmse_fp32_vs_truth"])]),
                       "", f"Largest absolute difference: {b['max_abs_diff']:.3g} (fields scaled to [0, 1]).", ""]
+    for name, what in (("train_xla", "Training steps"), ("rollout_xla", "Rollouts")):
+        if data[name]:
+            parts += _xla_section(data[name], what)
     d = data["memory"]
     if d:
         gb = 2**30
+        runs = d.get("runs") or [{**d, "gradient_chunk_size": None}]  # results from before the runs list
         parts += ["## Peak memory of `fit`", "",
                   (f"`MicroDynamicsEstimator(filters={d['settings']['filters']}, batch_size="
                   f"{d['settings']['batch_size']})`, one epoch per stage (VAE, decoupled, coupled at horizon 1) "
-                  f"on {' × '.join(map(str, d['data_shape']))} float32 fields, in a fresh process "
+                  f"on {' × '.join(map(str, d['data_shape']))} float32 fields, each fit in a fresh process "
                   "(`ru_maxrss`)."), "",
-                  _table(["data GiB", "RSS after import GiB", "RSS with data GiB", "peak RSS GiB", "peak / data",
-                          "(peak − with data) / data", "fit s", "load"],
-                         [[d["data_gb"], d["rss_after_import"] / gb, d["rss_after_data"] / gb, d["peak_rss_gb"],
-                           d["peak_over_data"], d["fit_overhead_over_data"], d["fit_s"],
-                           _f(d["loadavg"][0], 1)]]), ""]
+                  _table(["gradient_chunk_size", "data GiB", "RSS after import GiB", "RSS with data GiB",
+                          "peak RSS GiB", "peak / data", "(peak − with data) / data", "fit s", "load"],
+                         [[r["gradient_chunk_size"] or "None", r["data_gb"], r["rss_after_import"] / gb,
+                           r["rss_after_data"] / gb, r["peak_rss_gb"], r["peak_over_data"],
+                           r["fit_overhead_over_data"], r["fit_s"], _f(r["loadavg"][0], 1)] for r in runs]), ""]
     d = data["profile"]
     if d:
         parts += ["## Profile", "", ("TensorFlow profiler trace (`tf.profiler.experimental`), op time summed by "
