@@ -93,7 +93,7 @@ def bf16_difference(quick: bool) -> dict:
 
 
 def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget: float,
-        compiles=("graph",)) -> dict:
+        compiles=("graph",), difference: bool = True) -> dict:
     import numpy as np
 
     s = H.sizes(quick)
@@ -152,7 +152,7 @@ def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget
                         gc.collect()
     out = {"benchmark": "rollout", "quick": quick, "sizes": s, "machine": H.machine(), "rates": rates, "rows": rows,
            "cap_gflop": cap}
-    if "mixed_bfloat16" in precisions:
+    if difference and "mixed_bfloat16" in precisions:
         out["bf16_difference"] = bf16_difference(quick)
         log.info("bf16 vs fp32 field RMSE: %s", out["bf16_difference"])
     out["rates_end"] = H.rates(quick)
@@ -168,7 +168,7 @@ def main(argv=None) -> dict:
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--compile", nargs="+", default=["graph"], choices=["graph", "xla"],
                    help="graph: tf.function; xla: jit_compile=True")
-    p.add_argument("--tag", help="write rollout_TAG.json (e.g. xla: rendered as its own table)")
+    p.add_argument("--tag", help="write rollout_TAG.json (e.g. xla: rendered as its own table; no bf16 difference)")
     p.add_argument("--cap", type=float, default=2500.0, help="useful GFLOP per timed call at most")
     p.add_argument("--budget", type=float, default=25.0, help="seconds of timed calls per configuration")
     args = p.parse_args(argv)
@@ -176,7 +176,7 @@ def main(argv=None) -> dict:
         args.batches = [2] if args.batches == [1, 8] else args.batches
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result = run(args.quick, args.scales, args.batches, args.draws, args.precisions, args.cap, args.budget,
-                 args.compile)
+                 args.compile, difference=not args.tag)
     result["settings"] = vars(args)
     path = H.write_json("rollout" + (f"_{args.tag}" if args.tag else ""), result, args.quick)
     logging.getLogger("bench_rollout").info("-> %s", path)
