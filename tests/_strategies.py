@@ -405,6 +405,7 @@ BAD_CHECKPOINT = [123, ["a"], 1.5]
 
 ESTIMATOR_BAD: dict[str, list] = {
     "horizons": BAD_HORIZONS, "learning_rate": BAD_POSITIVE_REAL, "batch_size": BAD_POSITIVE_INT,
+    "gradient_chunk_size": BAD_POSITIVE_INT,
     "validation_fraction": BAD_FRACTION, "reconstruction_weight": BAD_NONNEG_REAL, "kl_weight": BAD_NONNEG_REAL,
     "edge_weight": BAD_NONNEG_REAL, "latent_mean_weight": BAD_NONNEG_REAL,
     "latent_log_var_weight": BAD_NONNEG_REAL, "multistep_weight": BAD_NONNEG_REAL,
