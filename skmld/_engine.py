@@ -125,11 +125,12 @@ def _batch_mean(per_sample, batch: dict):
     return ops.sum(per_sample) / tf.cast(count, per_sample.dtype)
 
 
-def _compile(losses, optimizer, variables, strategy, spec, jit: bool, chunk: int | None = None):
+def _compile(losses, optimizer, variables, strategy, spec, jit: bool, chunk: int | None, names):
     """``(train_step, eval_step)``: loss terms of a distributed batch summed over replicas, and of a plain batch.
 
     ``spec`` holds the element specs of the distributed and of the plain dataset.
-    ``chunk``: back-propagate a batch ``chunk`` rows at a time (see :func:`_chunked`).
+    ``chunk``: back-propagate a batch ``chunk`` rows at a time (see :func:`_chunked`);
+    ``names``: the loss terms that ``losses`` returns.
 
     The loss and its gradients are one XLA cluster with ``jit``; the update runs
     outside it because a distributed optimizer synchronises replicas there.
@@ -147,7 +148,7 @@ def _compile(losses, optimizer, variables, strategy, spec, jit: bool, chunk: int
     if jit:
         gradients, evaluate = tf.function(gradients, jit_compile=True), tf.function(evaluate, jit_compile=True)
     if chunk is not None:
-        gradients = _chunked(gradients, chunk)
+        gradients = _chunked(gradients, chunk, variables, names)
 
     def replica_train(batch):
         terms, grads = gradients(batch)
@@ -163,25 +164,25 @@ def _compile(losses, optimizer, variables, strategy, spec, jit: bool, chunk: int
     return train_step, tf.function(evaluate, input_signature=[spec[1]])
 
 
-def _chunked(gradients, chunk: int):
+def _chunked(gradients, chunk: int, variables, names):
     """``gradients`` of a batch computed ``chunk`` rows at a time and summed: the same terms and gradients.
 
     Every loss term is a sum over rows divided by the global batch's ``count``,
     and the noise of a row is keyed by its ``pos``, so the chunks' terms and
-    gradients add up to the whole batch's. Chunks run one after another
+    gradients add up to the whole batch's. The sums start from zeros (``names``:
+    the loss terms) and the chunks run one after another in one loop
     (``parallel_iterations=1``): only one chunk's activations are alive at a
     time, which bounds the memory of back-propagating through the decoders.
     """
 
     def run(batch):
-        n = tf.shape(batch["pos"])[0]
-        terms, grads = gradients({k: v[:chunk] for k, v in batch.items()})
-
         def body(start, terms, grads):
             t, g = gradients({k: v[start : start + chunk] for k, v in batch.items()})
             return start + chunk, {k: terms[k] + t[k] for k in terms}, [a + b for a, b in zip(grads, g)]
 
-        _, terms, grads = tf.while_loop(lambda start, *_: start < n, body, (tf.constant(chunk), terms, grads),
+        zeros = ({k: tf.zeros([], tf.float32) for k in names}, [tf.zeros_like(v) for v in variables])
+        n = tf.shape(batch["pos"])[0]
+        _, terms, grads = tf.while_loop(lambda start, *_: start < n, body, (tf.constant(0), *zeros),
                                         parallel_iterations=1)
         return terms, grads
 
@@ -213,7 +214,8 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
         )
         return terms
 
-    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk)
+    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk,
+                    ("reconstruction", "kl", "edge", "loss"))
 
 
 def make_dynamics_step(
@@ -275,7 +277,8 @@ def make_dynamics_step(
         )
         return terms
 
-    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk)
+    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk,
+                    ("latent_mean", "latent_log_var", "multistep", "loss"))
 
 
 def make_rollout(nets: Networks, time_ratio: int, jit: bool):

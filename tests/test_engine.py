@@ -75,7 +75,7 @@ def test_chunked_dynamics_step_equals_whole_batch(n, chunk):
 
     def make(nets, optimizer, variables, spec, chunk):
         return _engine.make_dynamics_step(
-            nets, horizon=horizon, time_ratio=2, coupled=True, train_decoupled=True, train_coupled=True,
+            nets, horizon=horizon, time_ratio=1, coupled=True, train_decoupled=True, train_coupled=True,
             weights=WEIGHTS, optimizer=optimizer, variables=variables, global_batch=n,
             strategy=tf.distribute.get_strategy(), spec=spec, jit=False, chunk=chunk)
 

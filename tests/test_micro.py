@@ -311,3 +311,25 @@ def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
         assert "jit_compile=False" in str(e) and "decoupled" in str(e)
     else:
         assert np.isfinite(pipe.predict(micro_X).values).all()
+
+
+def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch):
+    # 6 tokens: 24 frames (batches 8, 8, 8), then 18 windows (8, 8, 2) per epoch, in chunks of 3 rows;
+    # Adam steps between the batches, so later batches see the updates of earlier ones.
+    chunks = []
+    original = _engine._chunked
+
+    def recording(gradients, chunk, *args):
+        chunks.append(chunk)
+        return original(gradients, chunk, *args)
+
+    monkeypatch.setattr(_engine, "_chunked", recording)
+    params = {**TINY, "dropout": 0.0}
+    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_X)
+    whole = MicroDynamicsEstimator(**params).fit(tokens)
+    assert chunks == []
+    chunked = MicroDynamicsEstimator(**params, gradient_chunk_size=3).fit(tokens)
+    assert chunks == [3, 3, 3]  # the VAE, decoupled and coupled steps
+    assert [(r["stage"], r["epoch"]) for r in chunked.history_] == [(r["stage"], r["epoch"]) for r in whole.history_]
+    for a, b in zip(whole.history_, chunked.history_):
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, err_msg=f"{a['stage']} epoch {a['epoch']}")

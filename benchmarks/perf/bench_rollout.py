@@ -124,8 +124,10 @@ def run(quick: bool, scales, batches, draws_opts, precisions, cap: float, budget
                             ex = H.executed(concrete(x0.shape, steps_run, draws_run),
                                             trips=(steps_run + 1, draws_run), if_fraction=steps_run / (steps_run + 1))
                             ex["trace_s"] = time.perf_counter() - t0
-                        timing = H.timeit(lambda: fn(x0, steps_run, draws_run),  # noqa: B023
-                                          warmup=lambda: fn(x0, 0, min(draws_run, 1)),  # noqa: B023
+                        # XLA compiles per value of n_steps/n_draws (they size the outputs): its
+                        # warm-up is the timed call itself.
+                        warmup = None if mode == "xla" else lambda: fn(x0, 0, min(draws_run, 1))  # noqa: B023
+                        timing = H.timeit(lambda: fn(x0, steps_run, draws_run), warmup=warmup,  # noqa: B023
                                           min_reps=2 if quick else 3, max_reps=3 if quick else 6,
                                           min_time=0.5 if quick else 5.0, budget=budget)
                         rate = useful["total"] / timing["median_s"]

@@ -145,13 +145,15 @@ def render(results: Path, out: Path, quick: bool) -> str:
              "timed in the same process (issue 11).", "",
              "## Machine", "",
              _table(["", ""], [["CPU", m["cpu_model"]], ["usable cores", m["usable_cores"]],
-                               ["SIMD flags", " ".join(m["simd_flags"])], ["memory available (GB)",
-                                                                            m["mem_available_gb"]],
+                               ["SIMD flags", " ".join(m["simd_flags"])],
+                               [f"memory available at the end of the {any_['benchmark']} run (GB)",
+                                m["mem_available_gb"]],
                                ["TensorFlow / Keras", f"{m['tensorflow']} / {m['keras']}"],
                                ["oneDNN", m["onednn"]], ["GPUs", ", ".join(m["gpus"]) or "none"],
-                               ["load average (1/5/15 min) at start", _load_str(m["loadavg"])]]), "",
-             ("The machine is shared: other processes ran TensorFlow at the same time, so every timing "
-             "row records the load average (1-min) after it, and the reference rates were timed at the "
+                               [f"load average (1/5/15 min) at the end of the {any_['benchmark']} run",
+                                _load_str(m["loadavg"])]]), "",
+             ("The machine may be shared with other jobs: every timing row records the 1-min load average "
+             "after it (a benchmark's own two threads make it ≈ 2), and the reference rates were timed at the "
              "start and the end of each benchmark process. Compare fractions of the matmul rate, not "
              "absolute times."), ""]
     if NOTES.exists() and not quick:
