@@ -77,8 +77,8 @@ def _train_section(d: dict, title: str) -> list:
     rows = [[r["stage"], "×".join(map(str, r["field_shape"])), r["horizon"],
              _batch(r), r["precision"].replace("mixed_", ""), r.get("compile", "graph"), r["median_s"], r["reps"],
              r["samples_per_s"], r["useful_gflop"], r["executed_gflop"], r["executed_over_useful"],
-             r["useful_gflops_per_s"], r["useful_gflops_per_s"] / p32, r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None,
-             _f(r["loadavg_after"][0], 1)]
+             r["useful_gflops_per_s"], r["useful_gflops_per_s"] / p32,
+             r["useful_gflops_per_s"] / p16 if "frac_bf16_matmul" in r else None, _f(r["loadavg_after"][0], 1)]
             for r in d["rows"]]
     parts = [f"## {title}", "",
              ("One optimiser step of a dynamics stage on random windows (cost does not depend on values): "
