@@ -378,9 +378,9 @@ class LatentDynamicsEstimator(BaseEstimator):
                            "x": _data.Window(1, horizon)}
                 span = horizon + 1
 
-            # Chunks only when smaller than a batch (a replica's part is smaller still).
-            chunk = self.gradient_chunk_size if (self.gradient_chunk_size or self.batch_size) < self.batch_size \
-                else None
+            chunk = self.gradient_chunk_size
+            if chunk is not None and chunk >= self.batch_size:
+                chunk = None  # every batch fits in one chunk: no loop
 
             def make(optimizer):
                 spec = (dataset(train_rows).element_spec, dataset(train_rows, distribute=False).element_spec)

@@ -75,7 +75,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         the one update. The step is the same as with the whole batch at once (up
         to float rounding; dropout masks are drawn per chunk), and its activation
         memory that of one chunk: back-propagating through the frozen decoders
-        keeps ≈ 1.2 GB per window and predicted step at 160 × 256 tokens.
+        keeps ≈ 1.2 GB per window and predicted step at 160 × 256 tokens
+        (64 filters, float32).
         ``None``: the whole batch at once.
     validation_fraction : float, default=0.0
         Fraction of samples held out; their losses go into ``history_`` as ``val_*``.
