@@ -28,6 +28,7 @@ __all__ = [
     "get_scorer_names",
     "hotspot_metrics",
     "hotspot_rmse",
+    "r2_per_field",
 ]
 
 # Units of the canonical fields, used when the data carry no ``units`` attrs.
@@ -275,6 +276,51 @@ def field_rmse(
     rmse.attrs = {"long_name": "root-mean-square error", "reduced_over": ", ".join(map(str, dims))}
     _check_result(rmse, "field_rmse")
     return rmse
+
+
+def r2_per_field(
+    truth: xr.Dataset | xr.DataArray,
+    pred: xr.Dataset | xr.DataArray,
+) -> xr.DataArray:
+    """Coefficient of determination of each field, over every other dimension.
+
+    ``R²_f = 1 − Σ(truth − pred)² / Σ(truth − mean_f)²`` with the sums and the
+    mean over all samples, times, cells (and token dims) of field ``f``. Each
+    field is judged on its own: 0 is the score of predicting the field's mean
+    everywhere, whatever the other fields do. A field that is constant in
+    ``truth`` scores 1 if predicted exactly, else NaN.
+
+    Parameters
+    ----------
+    truth, pred : xarray.DataArray or xarray.Dataset
+        Fields in the same layout (canonical, field Dataset or tokens); only the
+        time steps both have are compared. Drop the initial state first when
+        scoring a rollout (it is given, not predicted).
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``"r2"`` on dim ``"field"``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.DataArray(np.arange(8.0).reshape(2, 1, 2, 2), dims=("sample", "time", "field", "x"),
+    ...                      coords={"field": ["a", "b"]})
+    >>> r2_per_field(truth, truth).values.tolist()
+    [1.0, 1.0]
+    """
+    t_arr, p_arr = _align_time(_as_array(truth, "truth"), _as_array(pred, "pred"), ("truth", "pred"))
+    if "field" not in t_arr.dims:
+        raise ValueError(f"r2_per_field needs a 'field' dim; truth has dims {t_arr.dims}.")
+    per = [d for d in t_arr.dims if d != "field"]
+    t64, p64 = t_arr.astype(np.float64), p_arr.astype(np.float64)
+    ss_res = ((t64 - p64) ** 2).sum(per)
+    ss_tot = ((t64 - t64.mean(per)) ** 2).sum(per)
+    r2 = xr.where(ss_tot > 0, 1.0 - ss_res / ss_tot.where(ss_tot > 0), xr.where(ss_res == 0, 1.0, np.nan))
+    r2.name = "r2"
+    r2.attrs = {"long_name": "coefficient of determination per field", "reduced_over": ", ".join(map(str, per))}
+    return r2
 
 
 # ----------------------------------------------------------------------------
