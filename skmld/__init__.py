@@ -4,6 +4,7 @@ The data layer (fields, tokenizer, datasets, metrics) needs no TensorFlow; the
 estimators import it lazily so ``import skmld`` stays fast.
 """
 
+from skmld.baselines import ClimatologyBaseline, PersistenceBaseline
 from skmld.fields import as_fields, open_fields, validate_fields, write_fields
 from skmld.tokenizer import PatchTokenizer
 
@@ -16,9 +17,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "ClimatologyBaseline",
     "MesoDynamicsEstimator",
     "MicroDynamicsEstimator",
     "PatchTokenizer",
+    "PersistenceBaseline",
     "as_fields",
     "load",
     "open_fields",
