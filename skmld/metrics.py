@@ -1,4 +1,4 @@
-"""Evaluation metrics for field rollouts: field RMSE, hotspot metrics, calibration, scorers.
+"""Evaluation metrics for field rollouts: field errors and skill, hotspot metrics, calibration, scorers.
 
 Everything here takes xarray objects and returns xarray objects, addresses
 dimensions by name, and is built only from lazy xarray operations, so dask-backed
@@ -9,7 +9,10 @@ reference implementation of Azarfar et al. (2025): a pixel is *hot* when its
 temperature is strictly above ``threshold``; the hotspot temperature ``T_hs`` is
 the mean temperature of the hot pixels (0 when there are none), the hotspot area
 ``A_hs`` is the hot-pixel count times the pixel area, and their rates are forward
-differences over the time coordinate.
+differences over the time coordinate. Beside these all-or-nothing metrics,
+:func:`hotspot_mask_scores` grades a prediction by the overlap of its hot pixels
+with the true ones (F1, IoU), its number of hotspots and its excess heat
+∫(T − θ)⁺ dA; :func:`skill_score` measures each field against a baseline.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ __all__ = [
     "field_rmse",
     "get_scorer",
     "get_scorer_names",
+    "hotspot_counts",
+    "hotspot_mask_scores",
     "hotspot_metrics",
     "hotspot_rmse",
     "r2_per_field",
+    "skill_score",
 ]
 
 # Units of the canonical fields, used when the data carry no ``units`` attrs.
 DEFAULT_UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
-_FIELD_ORDER = ("sample", "time", "field")
 _TOKEN_DIMS = ("token_y", "token_x", "patch_y", "patch_x")
 _HOTSPOT_VARS = ("T_hs", "A_hs", "dT_hs_dt", "dA_hs_dt")
 # Dimension of the rates: S snapshots give S - 1 forward differences, which
@@ -109,18 +114,9 @@ def _as_array_unchecked(obj: xr.Dataset | xr.DataArray, name: str = "data") -> x
     if isinstance(obj, xr.Dataset):
         if not obj.data_vars:
             raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
-        units = {k: v.attrs.get("units") for k, v in obj.data_vars.items()}
-        try:  # the package converter, when present, is the single source of truth
-            from skmld.fields import as_fields
+        from skmld.fields import as_fields  # the single source of truth, units coordinate included
 
-            arr = as_fields(obj)
-        except (ImportError, ValueError, KeyError, TypeError):
-            arr = obj.to_dataarray(dim="field")
-            order = [d for d in _FIELD_ORDER if d in arr.dims]
-            arr = arr.transpose(*order, ...)
-        if "units" not in arr.coords and all(units.values()):
-            arr = arr.assign_coords(units=("field", [units[f] for f in arr["field"].values]))
-        return arr
+        return as_fields(obj)
     raise TypeError(
         f"{name} must be an xarray DataArray or Dataset, got {type(obj).__name__}."
     )
@@ -204,6 +200,26 @@ def _coord_spacing(arr: xr.DataArray, dim: str) -> float | None:
         return None
     values = np.asarray(arr[dim].values, dtype=float)
     return float(np.mean(np.abs(np.diff(values))))
+
+
+def _pixel_area(
+    temp: xr.DataArray, pixel_area: float | None, what: str, stacklevel: int = 4
+) -> tuple[float, str, str | None]:
+    """``(pixel_area, area_units, note)``: the given area, else dx * dy from the coordinates.
+
+    Without x/y coordinates the area is 1 (areas count pixels) and a UserWarning
+    says so (``what`` names the consequence); ``note`` is then that message.
+    ``stacklevel`` 4 points at the caller of the public function calling this.
+    """
+    if pixel_area is not None:
+        units = f"{temp['x'].attrs.get('units', 'µm')}^2" if "x" in temp.coords else "µm^2"
+        return float(pixel_area), units, None
+    dy, dx = _coord_spacing(temp, "y"), _coord_spacing(temp, "x")
+    if dy is None or dx is None:
+        note = f"no x/y coordinates to derive the pixel area from: {what}"
+        warnings.warn(note + "; pass pixel_area= for physical units.", UserWarning, stacklevel=stacklevel)
+        return 1.0, "pixel", note
+    return dx * dy, f"{temp['x'].attrs.get('units', 'µm')}^2", None
 
 
 def _time_units(arr: xr.DataArray) -> str:
@@ -323,6 +339,67 @@ def r2_per_field(
     return r2
 
 
+def skill_score(
+    truth: xr.Dataset | xr.DataArray,
+    pred: xr.Dataset | xr.DataArray,
+    reference: xr.Dataset | xr.DataArray,
+) -> xr.DataArray:
+    """MSE skill score of each field against a reference forecast.
+
+    ``skill_f = 1 − MSE_f(pred) / MSE_f(reference)``, each MSE over every dim
+    but ``field`` (samples, times, cells, token dims). The reference is a
+    baseline such as persistence (the initial state repeated) or climatology
+    (the training mean at each time and cell): 1 is a perfect prediction, 0 one
+    as good as the reference, and a negative skill one worse than it.
+
+    Parameters
+    ----------
+    truth, pred, reference : xarray.DataArray or xarray.Dataset
+        Fields in the same layout (canonical, field Dataset or tokens); only
+        the time steps all three have are compared. Drop the initial state
+        first when scoring a rollout against persistence, which is exact there.
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``"skill"`` on dim ``"field"`` (a scalar for inputs without one),
+        dimensionless. NaN for a field the reference predicts exactly (its MSE
+        is 0, so no skill can be measured against it).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.DataArray(np.arange(6.0).reshape(1, 3, 2), dims=("sample", "time", "field"),
+    ...                      coords={"field": ["temperature", "pressure"]})
+    >>> reference = truth.isel(time=[0, 0, 0]).assign_coords(time=truth["time"])
+    >>> skill_score(truth, truth, reference).values.tolist()
+    [1.0, 1.0]
+    >>> skill_score(truth, reference, reference).values.tolist()
+    [0.0, 0.0]
+    """
+    t_arr = _as_array(truth, "truth")
+    p_arr = _as_array(pred, "pred")
+    r_arr = _as_array(reference, "reference")
+    t_arr, p_arr = _align_time(t_arr, p_arr, ("truth", "pred"))
+    t_arr, r_arr = _align_time(t_arr, r_arr, ("truth", "reference"))
+    if "time" in t_arr.dims and "time" in t_arr.coords:
+        p_arr = p_arr.sel(time=t_arr["time"])
+    per = [d for d in t_arr.dims if d != "field"]
+    t64 = t_arr.astype(np.float64)
+    mse_pred = ((t64 - p_arr.astype(np.float64)) ** 2).mean(per)
+    mse_ref = ((t64 - r_arr.astype(np.float64)) ** 2).mean(per)
+    skill = 1.0 - mse_pred / mse_ref.where(mse_ref > 0)
+    # The score is dimensionless: drop the inputs' per-field units coordinate.
+    skill = skill.drop_vars("units", errors="ignore")
+    skill.name = "skill"
+    skill.attrs = {
+        "units": "1",
+        "long_name": "MSE skill score against the reference",
+        "reduced_over": ", ".join(map(str, per)),
+    }
+    return skill
+
+
 # ----------------------------------------------------------------------------
 # Hotspot metrics
 # ----------------------------------------------------------------------------
@@ -386,22 +463,7 @@ def hotspot_metrics(
     dt = _real(dt, "dt", positive=True, allow_none=True)
     temp = _temperature(temperature)
     spatial = ("y", "x")
-    note = None
-    if pixel_area is None:
-        dy, dx = _coord_spacing(temp, "y"), _coord_spacing(temp, "x")
-        if dy is None or dx is None:
-            pixel_area = 1.0
-            area_units = "pixel"
-            note = "no x/y coordinates to derive the pixel area from: A_hs counts pixels"
-            warnings.warn(
-                note + "; pass pixel_area= for physical units.", UserWarning, stacklevel=2
-            )
-        else:
-            pixel_area = dx * dy
-            area_units = f"{temp['x'].attrs.get('units', 'µm')}^2"
-    else:
-        pixel_area = float(pixel_area)
-        area_units = f"{temp['x'].attrs.get('units', 'µm')}^2" if "x" in temp.coords else "µm^2"
+    pixel_area, area_units, note = _pixel_area(temp, pixel_area, "A_hs counts pixels")
 
     hot = temp > threshold
     count = hot.sum(spatial)
@@ -536,6 +598,240 @@ def hotspot_rmse(
 
 
 # ----------------------------------------------------------------------------
+# Graded hotspot metrics
+# ----------------------------------------------------------------------------
+
+#: Hotspots are 4-connected regions of hot pixels: pixels sharing an edge.
+HOTSPOT_CONNECTIVITY = 4
+
+
+def _count_regions(mask: np.ndarray) -> np.ndarray:
+    """Number of 4-connected True regions of each image along the last two axes."""
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(2, 1)  # the cross: 4-connectivity
+    images = mask.reshape(-1, *mask.shape[-2:])
+    counts = np.fromiter(
+        (ndimage.label(image, structure=structure)[1] for image in images), dtype=np.int64, count=len(images)
+    )
+    return counts.reshape(mask.shape[:-2])
+
+
+def _n_hotspots(hot: xr.DataArray) -> xr.DataArray:
+    """Hotspot count per image of a boolean mask on ``(..., "y", "x")`` (lazy on dask)."""
+    return xr.apply_ufunc(
+        _count_regions,
+        hot,
+        input_core_dims=[["y", "x"]],
+        dask="parallelized",
+        output_dtypes=[np.int64],
+        dask_gufunc_kwargs={"allow_rechunk": True},
+    )
+
+
+def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = 875.0) -> xr.DataArray:
+    """Number of hotspots, the connected regions of hot pixels, per image.
+
+    A pixel is hot when its temperature is strictly above ``threshold``; two
+    hot pixels belong to the same hotspot when a chain of hot pixels, each
+    sharing an *edge* with the next, joins them (4-connectivity: pixels that
+    touch only at a corner are separate hotspots).
+
+    Parameters
+    ----------
+    temperature : xarray.DataArray or xarray.Dataset
+        Temperature in K on dims ``(..., "y", "x")``, or the canonical field
+        array / field Dataset, from which ``"temperature"`` is selected.
+    threshold : float, default=875.0
+        Hot means strictly above this (K).
+
+    Returns
+    -------
+    xarray.DataArray
+        Integer counts named ``"n_hotspots"`` on the input's dims without
+        ``y``/``x`` (usually ``("sample", "time")``); lazy on dask input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> T = np.full((1, 1, 4, 5), 300.0)
+    >>> T[0, 0, :2, 0] = 1000.0                    # one hotspot of two pixels
+    >>> T[0, 0, 3, 3] = 900.0                      # and a second one
+    >>> T = xr.DataArray(T, dims=("sample", "time", "y", "x"))
+    >>> hotspot_counts(T).values.tolist()
+    [[2]]
+    """
+    threshold = _real(threshold, "threshold")
+    temp = _temperature(temperature)
+    count = _n_hotspots(temp > threshold)
+    count.name = "n_hotspots"
+    count.attrs = {
+        "units": "1",
+        "long_name": "number of hotspots",
+        "threshold": threshold,
+        "threshold_units": str(temp.attrs.get("units", "K")),
+        "connectivity": HOTSPOT_CONNECTIVITY,
+    }
+    return count
+
+
+def _thresholds(thresholds: Any) -> xr.DataArray:
+    """The thresholds as a DataArray on their own ``threshold`` dim (checked)."""
+    if isinstance(thresholds, (int, float, np.integer, np.floating)) and not isinstance(
+        thresholds, (bool, np.bool_)
+    ):
+        thresholds = (thresholds,)
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
+        raise TypeError(f"thresholds must be a number or a sequence of numbers, got {thresholds!r}.")
+    values = [_real(t, "threshold") for t in thresholds]
+    if not values:
+        raise ValueError("thresholds is empty; give at least one threshold.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"thresholds has duplicate values: {values}.")
+    return xr.DataArray(values, dims="threshold", coords={"threshold": values})
+
+
+def _f1_iou(tp: xr.DataArray, fp: xr.DataArray, fn: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """F1 and IoU from summed counts; both are 1 where both masks are empty (no TP, FP or FN)."""
+    f1_den = 2 * tp + fp + fn
+    iou_den = tp + fp + fn
+    f1 = xr.where(f1_den > 0, 2 * tp / f1_den.where(f1_den > 0), 1.0)
+    iou = xr.where(iou_den > 0, tp / iou_den.where(iou_den > 0), 1.0)
+    return f1, iou
+
+
+def _excess_heat(temp: xr.DataArray, thr: xr.DataArray, pixel_area: float) -> xr.DataArray:
+    """∫(T − θ)⁺ dA per image and threshold."""
+    return (temp.astype(np.float64) - thr).clip(min=0.0).sum(("y", "x")) * pixel_area
+
+
+def hotspot_mask_scores(
+    truth: xr.Dataset | xr.DataArray,
+    pred: xr.Dataset | xr.DataArray,
+    *,
+    thresholds: float | Iterable[float] = (875.0,),
+    pixel_area: float | None = None,
+) -> xr.Dataset:
+    """Graded hotspot metrics: overlap of the hot masks, hotspot counts and excess heat.
+
+    ``T_hs`` of :func:`hotspot_metrics` is all-or-nothing: a field 50 K under
+    the threshold scores like a field without any hotspot. These metrics grade
+    how close a prediction comes: how well its hot pixels (``T > θ``) overlap
+    the true ones, whether it has as many separate hotspots, and how much heat
+    it puts above the threshold.
+
+    Parameters
+    ----------
+    truth, pred : xarray.DataArray or xarray.Dataset
+        Temperature in K on dims ``(..., "y", "x")`` (usually ``("sample",
+        "time", "y", "x")``), or the canonical field array / field Dataset,
+        from which ``"temperature"`` is selected. Only the time steps both
+        have are compared; every other dim must match.
+    thresholds : float or sequence of float, default=(875.0,)
+        Thresholds θ in K; a pixel is hot when strictly above θ. Each is one
+        entry of the ``threshold`` dim of the result.
+    pixel_area : float, default=None
+        Area of one pixel, for the excess heat. ``None`` takes ``dx * dy`` from
+        ``truth``'s ``x`` and ``y`` coordinates (µm²); without them it is 1, the
+        excess heat is in K·pixel and a warning says so.
+
+    Returns
+    -------
+    xarray.Dataset
+        On dim ``threshold`` (coordinate: the thresholds):
+
+        - ``f1``, ``iou``: F1 = 2TP / (2TP + FP + FN) and IoU = TP / (TP + FP
+          + FN) of the hot masks, the pixel counts TP (hot in both), FP (hot
+          only in ``pred``) and FN (hot only in ``truth``) summed over all
+          samples, times and pixels first. Both are **1 when both masks are
+          empty everywhere** (nothing to find, nothing found).
+        - ``f1_per_time`` (dims ``threshold``, ``time``; only with a ``time``
+          dim): F1 with the counts summed over samples and pixels, 1 at a time
+          where both masks are empty.
+        - ``n_hotspots_true``, ``n_hotspots_pred``: mean over samples and
+          times of the number of hotspots, 4-connected regions of hot pixels
+          (see :func:`hotspot_counts`); ``n_hotspots_rmse``: the RMSE of that
+          number over samples and times.
+        - ``excess_heat_true``, ``excess_heat_pred``: mean over samples and
+          times of the excess heat ∫(T − θ)⁺ dA = Σ max(T − θ, 0) · pixel area,
+          in K·µm²; ``excess_heat_rmse``: its RMSE over samples and times.
+
+        Every variable has a ``units`` attr; the Dataset's attrs record
+        ``pixel_area``, ``threshold_units`` and ``connectivity`` (4).
+
+    See Also
+    --------
+    hotspot_counts : The number of hotspots of each image.
+    hotspot_rmse : RMSE of hotspot temperature and area.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> T = np.full((1, 1, 3, 3), 300.0)
+    >>> T[0, 0, 0, :3] = 1000.0                    # truth: three hot pixels
+    >>> P = T.copy()
+    >>> P[0, 0, 0, 2] = 800.0                      # prediction misses one ...
+    >>> P[0, 0, 2, 2] = 900.0                      # ... and adds another
+    >>> coords = {"y": np.arange(3.0), "x": np.arange(3.0)}
+    >>> dims = ("sample", "time", "y", "x")
+    >>> s = hotspot_mask_scores(xr.DataArray(T, dims=dims, coords=coords),
+    ...                         xr.DataArray(P, dims=dims, coords=coords))
+    >>> s["f1"].values.round(4).tolist(), s["iou"].values.tolist()
+    ([0.6667], [0.5])
+    >>> s["n_hotspots_pred"].values.tolist(), s["excess_heat_true"].values.tolist()
+    ([2.0], [375.0])
+    """
+    thr = _thresholds(thresholds)
+    pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
+    t_temp, p_temp = _align_time(_temperature(truth), _temperature(pred), ("truth", "pred"))
+    pixel_area, area_units, note = _pixel_area(t_temp, pixel_area, "the excess heat is in K·pixel")
+    temp_units = str(t_temp.attrs.get("units", "K"))
+
+    hot_t, hot_p = t_temp > thr, p_temp > thr
+    pooled = [d for d in hot_t.dims if d != "threshold"]
+    per_image = [d for d in t_temp.dims if d not in ("y", "x")]
+    tp, fp, fn = (hot_t & hot_p), (hot_p & ~hot_t), (hot_t & ~hot_p)
+    f1, iou = _f1_iou(*(m.sum(pooled) for m in (tp, fp, fn)))
+    data = {
+        "f1": f1.assign_attrs(units="1", long_name="F1 score of the hot masks"),
+        "iou": iou.assign_attrs(units="1", long_name="intersection over union of the hot masks"),
+    }
+    if "time" in t_temp.dims:
+        per_time = [d for d in pooled if d != "time"]
+        f1_t, _ = _f1_iou(*(m.sum(per_time) for m in (tp, fp, fn)))
+        data["f1_per_time"] = f1_t.transpose("threshold", "time").assign_attrs(
+            units="1", long_name="F1 score of the hot masks per time step"
+        )
+
+    def summarise(name: str, a: xr.DataArray, b: xr.DataArray, units: str, long_name: str) -> None:
+        data[f"{name}_true"] = a.mean(per_image).assign_attrs(units=units, long_name=f"mean {long_name} (truth)")
+        data[f"{name}_pred"] = b.mean(per_image).assign_attrs(
+            units=units, long_name=f"mean {long_name} (prediction)"
+        )
+        rmse = np.sqrt(((a - b) ** 2).mean(per_image))
+        data[f"{name}_rmse"] = rmse.assign_attrs(units=units, long_name=f"RMSE of the {long_name}")
+
+    n_t, n_p = _n_hotspots(hot_t).astype(np.float64), _n_hotspots(hot_p).astype(np.float64)
+    summarise("n_hotspots", n_t, n_p, "1", "number of hotspots")
+    heat_units = f"{temp_units}·{area_units}"
+    summarise(
+        "excess_heat", _excess_heat(t_temp, thr, pixel_area), _excess_heat(p_temp, thr, pixel_area),
+        heat_units, "excess heat above the threshold",
+    )
+    attrs: dict[str, Any] = {
+        "threshold_units": temp_units,
+        "pixel_area": pixel_area,
+        "connectivity": HOTSPOT_CONNECTIVITY,
+    }
+    if note:
+        attrs["note"] = note
+    out = xr.Dataset(data, attrs=attrs)
+    out["threshold"].attrs = {"units": temp_units, "long_name": "hotspot threshold"}
+    _check_result(out, "hotspot_mask_scores")
+    return out
+
+
+# ----------------------------------------------------------------------------
 # Calibration
 # ----------------------------------------------------------------------------
 
@@ -658,33 +954,53 @@ class _Scorer:
         return f"skmld.metrics.get_scorer({self.name!r}{opts})"
 
     def __call__(self, estimator: Any, X: xr.Dataset | xr.DataArray, y: Any = None, **kw) -> float:
-        if self.kind == "r2" and hasattr(estimator, "score"):
+        field = self.options.get("field")
+        if self.kind == "r2" and field is None and hasattr(estimator, "score"):
             return float(estimator.score(X))
         truth = _as_array(X, "X")
         truth, pred = _after_first(truth, _rollout(estimator, X))
+        if field is not None:
+            names = [str(f) for f in truth["field"].values] if "field" in truth.coords else []
+            if field not in names:
+                raise ValueError(f"field={field!r} is not a field of X; X has fields {names}.")
+            truth, pred = truth.sel(field=[field]), pred.sel(field=[field])
         if self.kind == "r2":
+            if field is not None:
+                return float(r2_per_field(truth, pred).squeeze("field"))
             return _r2_physical(truth, pred)
         if self.kind == "field_rmse":
-            field = self.options.get("field")
-            if field is not None:
-                names = [str(f) for f in truth["field"].values] if "field" in truth.coords else []
-                if field not in names:
-                    raise ValueError(f"field={field!r} is not a field of X; X has fields {names}.")
-                truth, pred = truth.sel(field=[field]), pred.sel(field=[field])
             per = [d for d in truth.dims if d != "field"]
             rmse = np.sqrt(((truth - pred) ** 2).mean(per))
             return -float(rmse.mean())
-        ds = hotspot_rmse(truth, pred, threshold=self.options.get("threshold", 875.0))
+        threshold = self.options.get("threshold", 875.0)
+        if self.kind == "hotspot_f1":
+            t_temp, p_temp = _temperature(truth), _temperature(pred)
+            hot_t, hot_p = t_temp > threshold, p_temp > threshold
+            counts = [int(m.sum()) for m in (hot_t & hot_p, hot_p & ~hot_t, hot_t & ~hot_p)]
+            tp, fp, fn = counts
+            return 1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+        if self.kind == "excess_heat":
+            t_temp, p_temp = _temperature(truth), _temperature(pred)
+            area, _, _ = _pixel_area(t_temp, None, "the excess heat is in K·pixel", stacklevel=3)
+            thr = xr.DataArray(threshold)
+            sq = (_excess_heat(t_temp, thr, area) - _excess_heat(p_temp, thr, area)) ** 2
+            return -float(np.sqrt(sq.mean()))
+        ds = hotspot_rmse(truth, pred, threshold=threshold)
         return -float(ds[f"{self.kind}_overall"])
 
 
 # name -> (kind, short description)
 _SCORERS: dict[str, tuple[str, str]] = {
-    "r2": ("r2", "the estimator's own score(X): R² of the rollout"),
+    "r2": ("r2", "the estimator's own score(X), or one field's R² in physical units"),
     "neg_field_rmse": ("field_rmse", "minus the field RMSE in physical units"),
     "neg_hotspot_temperature_rmse": ("T_hs", "minus the RMSE of T_hs [K]"),
     "neg_hotspot_area_rmse": ("A_hs", "minus the RMSE of A_hs [µm²]"),
+    "hotspot_f1": ("hotspot_f1", "F1 of the T > threshold masks"),
+    "neg_excess_heat_rmse": ("excess_heat", "minus the RMSE of the excess heat [K·µm²]"),
 }
+# Scorers that take field= / threshold=.
+_FIELD_KINDS = ("r2", "field_rmse")
+_THRESHOLD_KINDS = ("T_hs", "A_hs", "hotspot_f1", "excess_heat")
 
 
 def get_scorer_names() -> list[str]:
@@ -692,8 +1008,9 @@ def get_scorer_names() -> list[str]:
 
     Examples
     --------
-    >>> get_scorer_names()
-    ['neg_field_rmse', 'neg_hotspot_area_rmse', 'neg_hotspot_temperature_rmse', 'r2']
+    >>> get_scorer_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['hotspot_f1', 'neg_excess_heat_rmse', 'neg_field_rmse', 'neg_hotspot_area_rmse',
+     'neg_hotspot_temperature_rmse', 'r2']
     """
     return sorted(_SCORERS)
 
@@ -716,19 +1033,27 @@ def get_scorer(
     Parameters
     ----------
     name : str, default="r2"
-        ``"r2"``: ``estimator.score(X)``, i.e. the contract's R² of the rollout
-        over all fields, tokens and times after the first, computed on the
-        tokenizer's [0, 1]-scaled fields so that every field weighs equally
-        (identical to ``scoring=None``); for an estimator without ``score``, the
-        average over fields of the per-field R² in physical units.
+        ``"r2"``: ``estimator.score(X)`` (identical to ``scoring=None``), by the
+        estimators' contract the mean over fields of each field's R² of the
+        rollout over tokens and times after the first, in the layout the
+        estimator predicts (the tokenizer's [0, 1]-scaled tokens for a
+        pipeline); for an estimator without ``score``, the mean over fields of
+        each field's R² in physical units. With ``field=``, ``estimator.score``
+        is not called: the score is that field's R² in physical units
+        (:func:`r2_per_field` of the rollout against ``X``).
         ``"neg_field_rmse"``: minus the mean over fields of each field's RMSE in
         physical units (temperature dominates; pass ``field=``).
         ``"neg_hotspot_temperature_rmse"`` / ``"neg_hotspot_area_rmse"``: minus the
         overall RMSE of ``T_hs`` [K] / ``A_hs`` [µm²] over samples and times.
+        ``"hotspot_f1"``: F1 of the ``T > threshold`` masks pooled over samples,
+        times and pixels (1 when both are empty), as in
+        :func:`hotspot_mask_scores`.
+        ``"neg_excess_heat_rmse"``: minus the RMSE over samples and times of the
+        excess heat ∫(T − θ)⁺ dA [K·µm²].
     threshold : float, default=875.0
         Hotspot threshold in K for the hotspot scorers.
     field : str, default=None
-        Restrict ``"neg_field_rmse"`` to one field.
+        Restrict ``"r2"`` or ``"neg_field_rmse"`` to one field.
 
     Returns
     -------
@@ -753,10 +1078,10 @@ def get_scorer(
         )
     kind = _SCORERS[name][0]
     options: dict[str, Any] = {}
-    if kind in ("T_hs", "A_hs") and threshold != 875.0:
-        options["threshold"] = float(threshold)
+    if kind in _THRESHOLD_KINDS and threshold != 875.0:
+        options["threshold"] = _real(threshold, "threshold")
     if field is not None:
-        if kind != "field_rmse":
-            raise ValueError(f"field= applies only to 'neg_field_rmse', not {name!r}.")
+        if kind not in _FIELD_KINDS:
+            raise ValueError(f"field= applies only to 'r2' and 'neg_field_rmse', not {name!r}.")
         options["field"] = field
     return _Scorer(name, kind, **options)

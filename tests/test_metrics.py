@@ -21,8 +21,12 @@ from skmld.metrics import (
     field_rmse,
     get_scorer,
     get_scorer_names,
+    hotspot_counts,
+    hotspot_mask_scores,
     hotspot_metrics,
     hotspot_rmse,
+    r2_per_field,
+    skill_score,
 )
 
 FIELDS = ["temperature", "pressure", "microstructure"]
@@ -337,6 +341,213 @@ def test_metrics_stay_lazy_on_dask_input():
 
 
 # ---------------------------------------------------------------------------
+# Graded hotspot metrics and skill score
+# ---------------------------------------------------------------------------
+
+THETA = 875.0
+
+
+def cold(n_samples=1, n_time=1, n_y=4, n_x=4, dx=1.0, dy=1.0):
+    """A cold (300 K) temperature array, writable, with coordinates."""
+    return temperature_array(np.full((n_samples, n_time, n_y, n_x), 300.0), dx=dx, dy=dy)
+
+
+def test_mask_scores_identical_masks_are_perfect():
+    T = make_fields(n_samples=3, n_time=4)
+    s = hotspot_mask_scores(T, T)
+    assert s["f1"].dims == s["iou"].dims == ("threshold",)
+    assert s["f1"].values.tolist() == s["iou"].values.tolist() == [1.0]
+    assert s["f1_per_time"].dims == ("threshold", "time")
+    assert s["f1_per_time"].values.tolist() == [[1.0] * 4]
+    assert s["n_hotspots_rmse"].item() == s["excess_heat_rmse"].item() == 0.0
+    assert s["n_hotspots_true"].item() == s["n_hotspots_pred"].item() == 1.0  # one hot disc each
+    assert s["excess_heat_true"].item() == s["excess_heat_pred"].item() > 0
+
+
+def test_mask_scores_disjoint_masks_score_zero():
+    truth, pred = cold(), cold()
+    truth[0, 0, 0, 0] = 1000.0
+    pred[0, 0, 3, 3] = 1000.0
+    s = hotspot_mask_scores(truth, pred)
+    assert s["f1"].item() == s["iou"].item() == 0.0
+    assert s["n_hotspots_rmse"].item() == 0.0  # one hotspot each, in the wrong place
+    assert s["excess_heat_rmse"].item() == 0.0
+
+
+def test_mask_scores_pool_known_confusion_counts():
+    # time 0: TP = 2, FP = 1 (F1 4/5); time 1: FN = 1 only (F1 0), in another sample.
+    truth, pred = cold(n_samples=2, n_time=2), cold(n_samples=2, n_time=2)
+    truth[0, 0, 0, :2] = pred[0, 0, 0, :2] = 1000.0
+    pred[0, 0, 2, 2] = 1000.0
+    truth[1, 1, 3, 0] = 1000.0
+    s = hotspot_mask_scores(truth, pred)
+    # Pooled: TP = 2, FP = 1, FN = 1, not the mean of the per-time values (0.4).
+    assert s["f1"].item() == pytest.approx(2.0 / 3.0)
+    assert s["iou"].item() == pytest.approx(0.5)
+    np.testing.assert_allclose(s["f1_per_time"].sel(threshold=THETA), [0.8, 0.0])
+    # Hotspots per image: truth (1, 0, 0, 1), pred (2, 0, 0, 0).
+    assert s["n_hotspots_true"].item() == pytest.approx(0.5)
+    assert s["n_hotspots_pred"].item() == pytest.approx(0.5)
+    assert s["n_hotspots_rmse"].item() == pytest.approx(math.sqrt((1 + 1) / 4))
+
+
+def test_mask_scores_both_empty_score_one():
+    truth, pred = cold(n_time=2), cold(n_time=2)
+    truth[0, 1, 1, 1] = pred[0, 1, 1, 1] = 2000.0  # hot at t = 1 only, in both
+    pred[0, 1, 1, 2] = 2000.0
+    s = hotspot_mask_scores(truth, pred)
+    # At t = 0 neither is hot: nothing to find and nothing found is a perfect score.
+    assert s["f1_per_time"].values.tolist() == [[1.0, pytest.approx(2 / 3)]]
+    s = hotspot_mask_scores(cold(n_time=2), cold(n_time=2) + 500.0)  # 800 K: still cold
+    assert s["f1"].item() == s["iou"].item() == 1.0
+    assert s["n_hotspots_pred"].item() == s["excess_heat_pred"].item() == 0.0
+
+
+def test_hotspot_counts_blobs_and_4_connectivity():
+    T = cold(n_samples=1, n_time=3, n_y=5, n_x=6)
+    T[0, 0, 0:2, 0:2] = 1000.0  # two separated blobs
+    T[0, 0, 3:5, 3:6] = 1000.0
+    T[0, 1, 0, 0] = T[0, 1, 1, 1] = 1000.0  # touch at a corner only: two hotspots
+    T[0, 2, 0, 0] = T[0, 2, 0, 1] = 1000.0  # share an edge: one hotspot
+    n = hotspot_counts(T)
+    assert n.name == "n_hotspots" and n.dims == ("sample", "time")
+    assert n.values.tolist() == [[2, 2, 1]]
+    assert n.attrs["connectivity"] == 4 and n.attrs["threshold"] == THETA
+    assert hotspot_counts(T, threshold=1000.0).values.tolist() == [[0, 0, 0]]  # strictly above
+    s = hotspot_mask_scores(T, T)
+    assert s["n_hotspots_true"].item() == pytest.approx(5 / 3)
+
+
+def test_excess_heat_of_one_pixel_closed_form():
+    truth, pred = cold(n_samples=2, dx=2.0, dy=2.0), cold(n_samples=2, dx=2.0, dy=2.0)
+    truth[0, 0, 1, 2] = THETA + 100.0
+    s = hotspot_mask_scores(truth, pred, pixel_area=4.0)
+    # Per image: truth (400, 0), pred (0, 0) K·µm².
+    assert s["excess_heat_true"].item() == pytest.approx(200.0)
+    assert s["excess_heat_pred"].item() == 0.0
+    assert s["excess_heat_rmse"].item() == pytest.approx(math.sqrt(400.0**2 / 2))
+    assert s["excess_heat_true"].attrs["units"] == "K·µm^2"
+    # The pixel area from the 2 µm spacing of the coordinates is the same 4 µm².
+    xr.testing.assert_identical(hotspot_mask_scores(truth, pred), s)
+    single = hotspot_mask_scores(truth.isel(sample=[0]), pred.isel(sample=[0]), pixel_area=4.0)
+    assert single["excess_heat_true"].item() == pytest.approx(400.0)
+
+
+def test_mask_scores_thresholds_inputs_and_errors():
+    X = make_fields(n_samples=2, n_time=4)
+    pred = X * 1.05
+    s = hotspot_mask_scores(X, pred, thresholds=[500.0, 875.0, 1500.0])
+    assert s["threshold"].values.tolist() == [500.0, 875.0, 1500.0]
+    assert s["f1_per_time"].sizes == {"threshold": 3, "time": 4}
+    # A higher threshold leaves less heat above it.
+    assert np.all(np.diff(s["excess_heat_true"].values) < 0)
+    for name, var in s.data_vars.items():
+        assert "units" in var.attrs, name
+    # A scalar threshold, the temperature DataArray and the field Dataset agree.
+    one = hotspot_mask_scores(X, pred, thresholds=875.0)
+    xr.testing.assert_allclose(one, s.sel(threshold=[875.0]))
+    temperature = X.sel(field="temperature", drop=True)
+    xr.testing.assert_allclose(hotspot_mask_scores(temperature, temperature * 1.05), one)
+    xr.testing.assert_allclose(
+        hotspot_mask_scores(X.to_dataset(dim="field"), pred.to_dataset(dim="field")), one
+    )
+    # Only the common times are compared.
+    short = hotspot_mask_scores(X, pred.isel(time=slice(0, 2)))
+    assert short["f1_per_time"].sizes["time"] == 2
+    with pytest.raises(ValueError, match="duplicate"):
+        hotspot_mask_scores(X, pred, thresholds=(875.0, 875.0))
+    with pytest.raises(ValueError, match="empty"):
+        hotspot_mask_scores(X, pred, thresholds=())
+    with pytest.raises(TypeError, match="thresholds"):
+        hotspot_mask_scores(X, pred, thresholds="875")
+    with pytest.raises(ValueError, match="pixel_area"):
+        hotspot_mask_scores(X, pred, pixel_area=-1.0)
+
+
+def test_mask_scores_without_coordinates_warn_and_count_pixels():
+    T = xr.DataArray(np.full((1, 1, 2, 2), 300.0), dims=("sample", "time", "y", "x"))
+    T[0, 0, 0, 0] = THETA + 10.0
+    with pytest.warns(UserWarning, match="pixel_area="):
+        s = hotspot_mask_scores(T, T)
+    assert s["excess_heat_true"].item() == pytest.approx(10.0)
+    assert s["excess_heat_true"].attrs["units"] == "K·pixel" and "note" in s.attrs
+
+
+def test_f1_iou_identity_and_symmetry():
+    rng = np.random.default_rng(0)
+    truth = temperature_array(rng.uniform(300, 1500, (3, 4, 8, 8)))
+    pred = temperature_array(rng.uniform(300, 1500, (3, 4, 8, 8)))
+    s = hotspot_mask_scores(truth, pred, thresholds=(600.0, 875.0, 1200.0))
+    r = hotspot_mask_scores(pred, truth, thresholds=(600.0, 875.0, 1200.0))
+    np.testing.assert_allclose(s["f1"], 2 * s["iou"] / (1 + s["iou"]))
+    np.testing.assert_allclose(s["f1"], r["f1"])
+    assert np.all((s["iou"] > 0) & (s["iou"] < s["f1"]) & (s["f1"] < 1))
+    # The counts match a direct flood fill of the true masks.
+    expected = [[sum(1 for _ in _regions(truth.values[i, t] > 875.0)) for t in range(4)] for i in range(3)]
+    assert hotspot_counts(truth).values.tolist() == expected
+    assert float(s["n_hotspots_true"].sel(threshold=875.0)) == pytest.approx(np.mean(expected))
+
+
+def _regions(mask):
+    """Yield one pixel per 4-connected region of ``mask`` (plain flood fill)."""
+    seen = np.zeros_like(mask, dtype=bool)
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        stack = [start]
+        seen[start] = True
+        while stack:
+            i, j = stack.pop()
+            for a, b in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+                if 0 <= a < mask.shape[0] and 0 <= b < mask.shape[1] and mask[a, b] and not seen[a, b]:
+                    seen[a, b] = True
+                    stack.append((a, b))
+        yield start
+
+
+def test_skill_score_reference_zero_truth_one_closed_form():
+    X = make_fields(n_samples=2, n_time=3)
+    reference = X.isel(time=[0, 0, 0]).assign_coords(time=X["time"]).isel(time=slice(1, None))
+    truth = X.isel(time=slice(1, None))
+    skill = skill_score(truth, truth, reference)
+    assert skill.name == "skill" and skill.dims == ("field",)
+    assert skill["field"].values.tolist() == FIELDS
+    np.testing.assert_allclose(skill, 1.0)
+    np.testing.assert_allclose(skill_score(truth, reference, reference), 0.0, atol=1e-12)
+    # Errors of 1 and 2 units: 1 - 1/4 for every field; worse than the reference is negative.
+    np.testing.assert_allclose(skill_score(truth, truth + 1.0, truth + 2.0), 0.75)
+    np.testing.assert_allclose(skill_score(truth, truth + 2.0, truth + 1.0), -3.0)
+    # Per field: only the pressure is predicted exactly.
+    pred = truth + xr.DataArray([3.0, 0.0, 1.0], dims="field", coords={"field": FIELDS})
+    np.testing.assert_allclose(skill_score(truth, pred, truth - 2.0), [1 - 9 / 4, 1.0, 1 - 1 / 4])
+    # An exact reference leaves nothing to measure skill against.
+    assert np.isnan(skill_score(truth, pred, truth).values).tolist() == [True, True, True]
+    # A Dataset gives the same; a shorter prediction is compared on the common times.
+    ds = truth.to_dataset(dim="field")
+    xr.testing.assert_allclose(
+        skill_score(ds, (truth + 1.0).to_dataset(dim="field"), (truth + 2.0).to_dataset(dim="field")),
+        skill_score(truth, truth + 1.0, truth + 2.0),
+    )
+    assert float(skill_score(X, X.isel(time=[0]), X + 1.0).sel(field="pressure")) == 1.0
+
+
+def test_graded_metrics_stay_lazy_on_dask_input():
+    pytest.importorskip("dask")
+    import dask.array  # noqa: F401
+    X = make_fields()
+    lazy = X.copy(data=dask.array.from_array(X.values, chunks=(1, 2, 3, 8, 16)))
+    with dask.config.set(scheduler=_raising_scheduler):
+        s = hotspot_mask_scores(lazy, lazy * 1.02, thresholds=(875.0, 2000.0))
+        n = hotspot_counts(lazy)
+        skill = skill_score(lazy, lazy * 1.01, lazy * 1.02)
+        for obj in (*s.data_vars.values(), n, skill):
+            assert obj.chunks is not None, obj.name
+    xr.testing.assert_allclose(s.compute(), hotspot_mask_scores(X, X * 1.02, thresholds=(875.0, 2000.0)))
+    xr.testing.assert_equal(n.compute(), hotspot_counts(X))
+    xr.testing.assert_allclose(skill.compute(), skill_score(X, X * 1.01, X * 1.02))
+
+
+# ---------------------------------------------------------------------------
 # Scorers
 # ---------------------------------------------------------------------------
 
@@ -413,7 +624,7 @@ def test_scorer_in_cross_val_score_higher_is_better(name, wrap):
     wrong = cross_val_score(_models(Oracle(shift=2))[wrap], X, scoring=scorer, cv=cv)
     assert persistence.shape == (2,)
     assert np.all(np.isfinite(persistence))
-    best = 1.0 if name == "r2" else 0.0
+    best = 1.0 if name in ("r2", "hotspot_f1") else 0.0
     # Tokens are float32: the round trip costs ~1e-7 relative, ~1e-4 K on 2000 K.
     atol = 1e-9 if wrap == 0 else (1e-6 if name == "r2" else 1e-2)
     np.testing.assert_allclose(perfect, best, atol=atol)
@@ -453,4 +664,85 @@ def test_scorer_options_pickle_and_errors():
     with pytest.raises(ValueError, match="neg_field_rmse.*r2"):
         get_scorer("rmse")
     with pytest.raises(ValueError, match="field="):
-        get_scorer("r2", field="pressure")
+        get_scorer("hotspot_f1", field="pressure")
+
+
+class FixedPrediction:
+    """Test-only 'estimator': predict returns a given array; score must not be called."""
+
+    def __init__(self, pred):
+        self.pred = pred
+
+    def predict(self, X):
+        return self.pred
+
+    def score(self, X, y=None):
+        raise AssertionError("the scorer called estimator.score")
+
+
+def _perturbed(X, seed=0):
+    """X with known noise on every field, the first step left exact."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, X.shape) * np.array([50.0, 0.5, 0.1])[:, None, None]
+    values[:, 0] = 0.0
+    return X + values
+
+
+def test_r2_scorer_for_one_field_is_its_physical_r2():
+    X = make_fields(n_samples=2, n_time=4)
+    pred = _perturbed(X)
+    for field in FIELDS:
+        t = X.sel(field=field).values[:, 1:]
+        p = pred.sel(field=field).values[:, 1:]
+        expected = 1.0 - ((t - p) ** 2).sum() / ((t - t.mean()) ** 2).sum()
+        score = get_scorer("r2", field=field)(FixedPrediction(pred), X)
+        assert score == pytest.approx(expected, rel=1e-12)
+        assert 0.0 < score < 1.0
+    # It is r2_per_field of the rollout after the first step.
+    after = slice(1, None)
+    per_field = r2_per_field(X.isel(time=after), pred.isel(time=after))
+    assert get_scorer("r2", field="pressure")(FixedPrediction(pred), X) == pytest.approx(
+        float(per_field.sel(field="pressure"))
+    )
+    assert get_scorer("r2", field="temperature")(FixedPrediction(X), X) == 1.0
+    assert repr(get_scorer("r2", field="pressure")) == "skmld.metrics.get_scorer('r2', field='pressure')"
+    with pytest.raises(ValueError, match="bogus"):
+        get_scorer("r2", field="bogus")(FixedPrediction(pred), X)
+
+
+def test_hotspot_f1_scorer_closed_form_and_threshold():
+    X = temperature_array(np.full((1, 2, 3, 3), 300.0)).expand_dims(field=["temperature"], axis=2)
+    X[0, 1, 0, 0, :3] = 1000.0  # three hot pixels after the first step
+    pred = X.copy()
+    pred[0, 1, 0, 0, 2] = 800.0  # TP = 2, FN = 1 ...
+    pred[0, 1, 0, 2, 2] = 900.0  # ... FP = 1
+    pred[0, 0, 0, 1, 1] = 5000.0  # the first step is not scored
+    scorer = get_scorer("hotspot_f1")
+    assert scorer(FixedPrediction(pred), X) == pytest.approx(2.0 / 3.0)
+    assert scorer(FixedPrediction(X), X) == 1.0
+    # At 850 K the 900 K pixel is still hot, but not the 800 K one; at 950 K only TP = 2, FN = 1.
+    assert get_scorer("hotspot_f1", threshold=850.0)(FixedPrediction(pred), X) == pytest.approx(2 / 3)
+    assert get_scorer("hotspot_f1", threshold=950.0)(FixedPrediction(pred), X) == pytest.approx(0.8)
+    assert get_scorer("hotspot_f1", threshold=2000.0)(FixedPrediction(pred), X) == 1.0  # both empty
+    expected = hotspot_mask_scores(X.isel(time=[1]), pred.isel(time=[1]), thresholds=(950.0,))
+    assert get_scorer("hotspot_f1", threshold=950.0)(FixedPrediction(pred), X) == pytest.approx(
+        expected["f1"].item()
+    )
+
+
+def test_excess_heat_scorer_closed_form():
+    X = temperature_array(np.full((2, 2, 3, 3), 300.0), dx=2.0, dy=2.0)
+    X = X.expand_dims(field=["temperature"], axis=2)
+    X[0, 1, 0, 1, 1] = 975.0  # 100 K above 875 K on a 4 µm² pixel: 400 K·µm²
+    pred = X.copy()
+    pred[0, 1, 0, 1, 1] = 300.0
+    # Per (sample, time) after the first step: errors (400, 0).
+    score = get_scorer("neg_excess_heat_rmse")(FixedPrediction(pred), X)
+    assert score == pytest.approx(-math.sqrt(400.0**2 / 2))
+    assert get_scorer("neg_excess_heat_rmse", threshold=975.0)(FixedPrediction(pred), X) == 0.0
+    assert get_scorer("neg_excess_heat_rmse")(FixedPrediction(X), X) == 0.0
+    assert repr(get_scorer("neg_excess_heat_rmse", threshold=900.0)) == (
+        "skmld.metrics.get_scorer('neg_excess_heat_rmse', threshold=900.0)"
+    )
+    with pytest.raises(ValueError, match="field="):
+        get_scorer("neg_excess_heat_rmse", field="temperature")
