@@ -114,6 +114,8 @@ class LatentDynamicsEstimator(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "gradient_chunk_size": [None, Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "vae_loss": [StrOptions({"sse", "calibrated"})],
+        "multistep_normalization": [StrOptions({"variance", "none"})],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "kl_weight": [Interval(Real, 0, None, closed="left")],
         "edge_weight": [Interval(Real, 0, None, closed="left")],
@@ -132,7 +134,7 @@ class LatentDynamicsEstimator(BaseEstimator):
     }
 
     # -- subclass hooks -------------------------------------------------------
-    def _make_networks(self, fields, ranges, token_shape) -> _engine.Networks:
+    def _make_networks(self, fields, ranges, token_shape, stats=None) -> _engine.Networks:
         raise NotImplementedError
 
     def _stages(self) -> list[Stage]:
@@ -271,12 +273,40 @@ class LatentDynamicsEstimator(BaseEstimator):
             return np.sort((samples[:, None] * per_sample + np.arange(per_sample)).ravel())
 
         with self._device_scope(), self._strategy().scope():
-            self._networks = self._make_networks(self.fields_, self.ranges_, self.token_shape_)
+            stats = self._field_stats(x, rows(train_samples))
+            self.field_variance_ = {f: v for f, (_, v) in stats.items()}
+            fresh = self._fresh_fields()
+            self._networks = self._make_networks(self.fields_, self.ranges_, self.token_shape_,
+                                                 {f: stats[f] for f in fresh})
             self._train(x, rows(train_samples), rows(val_samples) if n_val else None, horizons, seed)
         return self
 
     def _latent_channels(self) -> int:
         return self.latent_channels
+
+    def _fresh_fields(self) -> list:
+        """Fields whose VAE this fit builds from scratch (the meso estimator borrows its backbone's)."""
+        return list(self.fields_)
+
+    def _multistep_field_weights(self):
+        """Weights of the fields' MSEs in the multi-step loss: one over each field's training variance."""
+        if self.multistep_normalization == "none":
+            return None
+        return [1.0 / self.field_variance_[f] for f in self.fields_]
+
+    def _field_stats(self, x, train_rows) -> dict:
+        """Mean and variance of each field (scaled, as the networks see it) over the training rows."""
+        fields = self.fields_
+        total, total_sq, n = 0.0, 0.0, 0
+        for sl in _engine.batches(len(train_rows), 32):
+            block = np.asarray(_compute(x[train_rows[sl]])[0], np.float64)
+            total = total + block.sum(axis=(0, 1, 2, 3))
+            total_sq = total_sq + np.square(block).sum(axis=(0, 1, 2, 3))
+            n += block[..., 0].size
+        mean = total / n
+        var = np.maximum(total_sq / n - mean**2, 0.0)
+        return {f: (float(mean[i]), float(var[i]) if var[i] > 1e-12 else 1.0)
+                for i, f in enumerate(self.fields_) if f in fields}
 
     def _fitted_token_shape(self, layout) -> tuple:
         return tuple(layout.token_shape)
@@ -333,6 +363,7 @@ class LatentDynamicsEstimator(BaseEstimator):
                     continue  # finished before the checkpoint
                 if stage.is_vae:
                     self._run_stage(index, stage, {"x": x}, train_rows, val_rows, seed, resume)
+                    self._check_reconstruction(x, val_rows if val_rows is not None else train_rows)
                     latents = None
                     continue
                 if latents is None:
@@ -346,6 +377,40 @@ class LatentDynamicsEstimator(BaseEstimator):
         finally:
             cache.close()
         self.__dict__.pop("_fingerprint", None)
+
+    # A field whose VAE reconstruction is not clearly better than its mean is not learnt.
+    _COLLAPSE_RATIO = 0.8
+
+    def _check_reconstruction(self, x, rows, max_frames: int = 128) -> None:
+        """``reconstruction_rmse_ratio_``: per field, RMSE of decoding the latent means over the field's std.
+
+        Measured on up to ``max_frames`` frames of ``rows`` (the validation
+        samples when there are any). 0 is perfect, 1 is a constant field at
+        the mean. A warning names every field above :attr:`_COLLAPSE_RATIO`.
+        """
+        rng = np.random.default_rng(0)
+        T = x.shape[1]
+        frames = np.sort(rng.choice(len(rows) * T, size=min(max_frames, len(rows) * T), replace=False))
+        block = np.stack([_data.load(x, int(r), int(r) + 1)[0, t] for r, t in
+                          zip(np.asarray(rows)[frames // T], frames % T)]).astype(np.float32)
+        with self._device_scope():
+            zm, _ = _engine.encode_all(self._networks, block[:, None], max(self.batch_size, 16), self.jit_compile)
+            rec = _engine.decode_all(self._networks, zm, max(self.batch_size, 16), self.jit_compile)[:, 0]
+        rmse = np.sqrt(np.mean((rec.astype(np.float64) - block) ** 2, axis=(0, 1, 2)))
+        std = block.astype(np.float64).std(axis=(0, 1, 2))
+        self.reconstruction_rmse_ratio_ = {f: float(r / s) if s > 0 else float(r > 0)
+                                           for f, r, s in zip(self.fields_, rmse, std)}
+        bad = {f: r for f, r in self.reconstruction_rmse_ratio_.items() if r > self._COLLAPSE_RATIO}
+        if bad:
+            listed = ", ".join(f"{f!r} ({r:.2f})" for f, r in bad.items())
+            warnings.warn(
+                f"After the VAE stage, the reconstruction of {listed} is not clearly better than a constant "
+                f"field at the mean (RMSE over the field's std in brackets; above {self._COLLAPSE_RATIO} the VAE "
+                "has learnt little of that field, and the dynamics cannot predict what it does not encode). "
+                "Train the VAE longer (vae_epochs), use vae_loss='calibrated', or lower kl_weight; see the "
+                "per-field terms in history_.",
+                UserWarning, stacklevel=5,
+            )
 
     def _run_stage(self, index: int, stage: Stage, sources: dict, train_rows, val_rows, seed, resume=None):
         nets = self._networks
@@ -386,12 +451,13 @@ class LatentDynamicsEstimator(BaseEstimator):
                 spec = (dataset(train_rows).element_spec, dataset(train_rows, distribute=False).element_spec)
                 if stage.is_vae:
                     return _engine.make_vae_step(nets, self._weights(), optimizer, variables, self.batch_size,
-                                                 strategy, spec, self.jit_compile, chunk)
+                                                 strategy, spec, self.jit_compile, chunk, self.vae_loss)
                 return _engine.make_dynamics_step(
                     nets, horizon=horizon, time_ratio=self._time_ratio, coupled=stage.coupled,
                     train_decoupled=stage.train_decoupled, train_coupled=stage.train_coupled,
                     weights=self._weights(), optimizer=optimizer, variables=variables,
-                    global_batch=self.batch_size, strategy=strategy, spec=spec, jit=self.jit_compile, chunk=chunk)
+                    global_batch=self.batch_size, strategy=strategy, spec=spec, jit=self.jit_compile, chunk=chunk,
+                    field_weights=self._multistep_field_weights())
 
             def dataset(rows, rng=None, epoch_seed=0, distribute=True):
                 def per_worker(context):
@@ -549,28 +615,48 @@ class LatentDynamicsEstimator(BaseEstimator):
         return (pred, self._from_arrays(std, layout)) if return_std else pred
 
     def score(self, X, y=None) -> float:
-        """R² of the rollout against ``X`` over all fields, tokens and times after the first.
+        """Mean over fields of each field's R² of the rollout against ``X``.
 
-        1 is perfect; 0 is as good as predicting the mean of the data; can be negative.
+        Each field's R² is taken over all samples, tokens, cells and the times
+        after the first (see :meth:`score_per_field`); every field weighs the
+        same, so a field the model ignores pulls the score down by its share
+        instead of hiding behind the differences between the fields' means.
+        1 is perfect; 0 is as good as predicting each field's mean; can be negative.
+        """
+        return float(np.mean(list(self.score_per_field(X).values())))
+
+    def score_per_field(self, X) -> dict:
+        """R² of the rollout of each field against ``X``, over samples, tokens, cells and times after the first.
+
+        Returns
+        -------
+        dict
+            Field name → R². On tokens it is taken over the padded token grid;
+            without padding it equals the R² in physical units (the
+            tokenizer's scaling is affine per field).
         """
         x, layout = self._check_predict_input(X)
         if x.shape[1] < 2:
             raise ValueError("score needs X with at least 2 time steps.")
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        # Streamed over blocks of samples: sums of squares combined as in Chan et al.'s parallel variance.
-        n, mean, ss_tot, ss_res = 0, 0.0, 0.0, 0.0
+        # Streamed over blocks of samples; per field, sums of squares combined as in
+        # Chan et al.'s parallel variance.
+        n_fields = x.shape[-1]
+        n, mean, ss_tot, ss_res = 0, np.zeros(n_fields), np.zeros(n_fields), np.zeros(n_fields)
+        axes = (0, 1, 2, 3)
         for sl in _engine.batches(x.shape[0], self._rollout_rows(layout.grid_shape)):
             block = _data.load(x, sl.start, sl.stop)
             pred = self._rollout_block(block[:, 0], x.shape[1] - 1, 0, seed)[0][:, 1:]
             truth = block[:, 1:].astype(np.float64)
-            ss_res += float(np.sum((truth - pred) ** 2))
-            m, k = float(truth.mean()), truth.size
-            ss_tot += float(np.sum((truth - m) ** 2)) + (m - mean) ** 2 * n * k / (n + k)
+            ss_res += np.sum((truth - pred) ** 2, axis=axes)
+            m, k = truth.mean(axis=axes), truth[..., 0].size
+            ss_tot += np.sum((truth - m) ** 2, axis=axes) + (m - mean) ** 2 * n * k / (n + k)
             mean, n = mean + (m - mean) * k / (n + k), n + k
-        if not (math.isfinite(ss_res) and math.isfinite(ss_tot)):
+        if not (np.isfinite(ss_res).all() and np.isfinite(ss_tot).all()):
             raise ValueError("score: the rollout of X is not finite (NaN or inf); X's values are likely far "
                              "outside the range the model was fitted on (scale X as the training data).")
-        return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0)
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), (ss_res == 0).astype(float))
+        return {f: float(v) for f, v in zip(self.fields_, r2)}
 
     def encode(self, X):
         """Latent means and log-variances of every time step of ``X``.

@@ -32,7 +32,8 @@ import numpy as np
 logger = logging.getLogger("skmld.demo")
 
 TINY_ENV = "SKMLD_DEMO_TINY"
-MODELS = ("transfer", "from scratch", "persistence")
+MODELS = ("transfer", "from scratch", "persistence", "climatology")
+HOT_THRESHOLDS = (700.0, 875.0, 1200.0)  # graded hotspot metrics; the paper's 875 K in the middle
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class DemoConfig:
     decoupled_epochs: int
     coupled_epochs: int
     meso_epochs: int
+    n_micro_test: int = 4
     batch_size: int = 8
     learning_rate: float = 1e-3
     n_draws: int = 16
@@ -75,7 +77,7 @@ PRESETS = {
         n_micro=4, n_meso_train=1, n_meso_test=1, micro_shape=(32, 32), meso_shape=(64, 64), n_steps=4,
         filters=2, dynamics_filters=2, horizons=(1,),
         # No decoupled stage: each training stage costs seconds of tracing, whatever the data size.
-        vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, meso_epochs=1, n_draws=2,
+        vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, meso_epochs=1, n_draws=2, n_micro_test=1,
     ),
 }
 
@@ -141,22 +143,29 @@ def _float(value) -> float:
     return float(np.asarray(value))
 
 
-def _evaluate(name, truth, truth_tokens, pred, std, pred_tokens, score, threshold) -> dict:
+def _evaluate(name, truth, pred, std, threshold) -> dict:
     """All numbers of one model on the held-out data (physical units, times after the first)."""
-    from skmld.metrics import coverage, field_rmse, hotspot_rmse
+    from skmld.metrics import coverage, field_rmse, hotspot_mask_scores, hotspot_rmse, r2_per_field
 
     t1, p1 = _after_first(truth), _after_first(pred)
     rmse = field_rmse(t1, p1, dim=None)
     rmse = np.sqrt((rmse**2).mean("time"))  # over samples, space and times
+    r2 = r2_per_field(t1, p1)
     hs = hotspot_rmse(t1, p1, threshold=threshold)
+    graded = hotspot_mask_scores(t1, p1, thresholds=sorted({*HOT_THRESHOLDS, threshold}))
     out = {
-        "r2": float(score) if score is not None else _r2(truth_tokens.values, pred_tokens.values),
+        "r2_per_field": {str(f): _float(r2.sel(field=f)) for f in r2["field"].values},
         "field_rmse": {str(f): _float(rmse.sel(field=f)) for f in rmse["field"].values},
         "field_rmse_units": {str(f): str(u) for f, u in zip(rmse["field"].values, rmse["units"].values)},
         "hotspot_rmse": {k: _float(hs[f"{k}_overall"]) for k in ("T_hs", "A_hs", "dT_hs_dt", "dA_hs_dt")},
         "hotspot_rmse_units": {k: str(hs[f"{k}_overall"].attrs["units"])
                                for k in ("T_hs", "A_hs", "dT_hs_dt", "dA_hs_dt")},
+        "hot_mask": {f"{float(th):g}": {k: _float(graded[k].sel(threshold=th))
+                                        for k in ("f1", "iou", "n_hotspots_pred", "n_hotspots_true",
+                                                  "n_hotspots_rmse", "excess_heat_rmse")}
+                     for th in graded["threshold"].values},
     }
+    out["r2"] = float(np.mean(list(out["r2_per_field"].values())))
     if std is not None:
         s1 = _after_first(std)
         for k in (1, 2):
@@ -167,6 +176,16 @@ def _evaluate(name, truth, truth_tokens, pred, std, pred_tokens, score, threshol
             out[f"coverage_{k}sigma_nominal"] = float(cov.attrs["nominal"])
     logger.info("%s: %s", name, out)
     return out
+
+
+def _no_hotspot_rmse(truth, threshold) -> dict:
+    """RMSE of T_hs and A_hs of a prediction without any hotspot: the truth's RMS, the bar to clear."""
+    from skmld.metrics import hotspot_rmse
+
+    t1 = _after_first(truth)
+    cold = t1.assign(temperature=t1["temperature"].clip(max=threshold))
+    hs = hotspot_rmse(t1, cold, threshold=threshold)
+    return {k: _float(hs[f"{k}_overall"]) for k in ("T_hs", "A_hs")}
 
 
 def _physical_std(tokenizer, pred_tokens, std_tokens):
@@ -185,7 +204,13 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     import joblib
     from sklearn.pipeline import Pipeline
 
-    from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer
+    from skmld import (
+        ClimatologyBaseline,
+        MesoDynamicsEstimator,
+        MicroDynamicsEstimator,
+        PatchTokenizer,
+        PersistenceBaseline,
+    )
     from skmld.datasets import make_pore_collapse
     from skmld.plotting import plot_history, plot_hotspots, plot_rollout
 
@@ -204,6 +229,8 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
                 config.n_meso_test)
     meso_X = make_pore_collapse("meso", n_meso, shape=config.meso_shape, n_steps=config.n_steps,
                                 random_state=seed + 1, progress=progress)
+    micro_test = make_pore_collapse("micro", config.n_micro_test, shape=config.micro_shape, n_steps=config.n_steps,
+                                    random_state=seed + 2)
     meso_train = meso_X.isel(sample=slice(0, config.n_meso_train))
     meso_test = meso_X.isel(sample=slice(config.n_meso_train, None))
     timings["simulate"] = time.perf_counter() - t0
@@ -221,6 +248,7 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     t0 = time.perf_counter()
     micro.fit(micro_X)
     timings["fit_micro"] = time.perf_counter() - t0
+    micro_reconstruction = _micro_reconstruction(micro, micro_test)
     logger.info("micro fit in %.1f s; token shape %s", timings["fit_micro"], micro["tokens"].token_shape_)
 
     # 3. meso: transfer and from scratch, same tokens, data and meso epochs ------
@@ -246,23 +274,30 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         pipe.fit(meso_train)
         timings[f"fit_meso_{name.replace(' ', '_')}"] = time.perf_counter() - t0
 
-    # 4. evaluation on held-out meso samples -----------------------------------------
+    # 4. evaluation on held-out meso samples, beside the baselines -------------------
     t0 = time.perf_counter()
     tokenizer = pipes["transfer"]["tokens"]
-    test_tokens = tokenizer.transform(meso_test)
+    baselines = {
+        "persistence": Pipeline([("tokens", meso_tokenizer()), ("baseline", PersistenceBaseline())]),
+        "climatology": Pipeline([("tokens", meso_tokenizer()), ("baseline", ClimatologyBaseline())]),
+    }
+    for pipe in baselines.values():
+        pipe.fit(meso_train)
     metrics, predictions = {}, {}
-    for name, pipe in pipes.items():
-        pred_tokens, std_tokens = pipe.predict(meso_test, return_std=True, n_draws=config.n_draws)
+    for name, pipe in {**pipes, **baselines}.items():
+        if name in pipes:
+            pred_tokens, std_tokens = pipe.predict(meso_test, return_std=True, n_draws=config.n_draws)
+            std = _physical_std(tokenizer, pred_tokens, std_tokens)
+        else:
+            pred_tokens, std = pipe.predict(meso_test), None
         pred = tokenizer.inverse_transform(pred_tokens)
-        std = _physical_std(tokenizer, pred_tokens, std_tokens)
         predictions[name] = (pred, std)
-        metrics[name] = _evaluate(name, meso_test, test_tokens, pred, std, pred_tokens, pipe.score(meso_test),
-                                  config.hotspot_threshold)
-    persistence = _persistence(meso_test)
-    metrics["persistence"] = _evaluate("persistence", meso_test, test_tokens, persistence, None,
-                                       _persistence(test_tokens), None, config.hotspot_threshold)
+        metrics[name] = _evaluate(name, meso_test, pred, std, config.hotspot_threshold)
+        if name in pipes:  # the estimator's own score: the same mean of per-field R² on scaled tokens
+            metrics[name]["score"] = float(pipe.score(meso_test))
     metrics["transfer"]["fit_time_s"] = timings["fit_meso_transfer"]
     metrics["from scratch"]["fit_time_s"] = timings["fit_meso_from_scratch"]
+    no_hotspot = _no_hotspot_rmse(meso_test, config.hotspot_threshold)
     timings["evaluate"] = time.perf_counter() - t0
 
     # 5. figures and files ---------------------------------------------------------------
@@ -273,7 +308,12 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     plot_rollout(meso_test, pred, std, sample=0, path=out_dir / files["rollout"])
     files["hotspots"] = "hotspots.png"
     fig = plot_hotspots(meso_test, pred, std, threshold=config.hotspot_threshold)
-    _add_scratch_curves(fig, predictions["from scratch"][0], config.hotspot_threshold)
+    _add_curves(fig, predictions["from scratch"][0], config.hotspot_threshold, "from scratch", "C2--^")
+    _add_curves(fig, predictions["climatology"][0], config.hotspot_threshold, "climatology", "C3:s")
+    fig.axes[0].lines[1].set_label("transfer")  # plot_hotspots' "prediction"
+    for band in fig.axes[0].collections[:1]:
+        band.set_label("transfer ± std")
+    fig.axes[0].legend(fontsize=8)
     fig.savefig(out_dir / files["hotspots"], dpi=110, format="png")
     files["history_micro"] = "history_micro.png"
     plot_history(micro, path=out_dir / files["history_micro"])
@@ -297,6 +337,7 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         "settings": _jsonable(asdict(config)),
         "data": {
             "micro": dict(micro_X.sizes),
+            "micro_test": dict(micro_test.sizes),
             "meso_train": dict(meso_train.sizes),
             "meso_test": dict(meso_test.sizes),
             "micro_snapshot_interval_ns": float(micro_X.time[1] - micro_X.time[0]),
@@ -308,7 +349,12 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         "evaluation": {
             "on": f"{config.n_meso_test} held-out meso samples, time steps after the first",
             "hotspot_threshold_K": config.hotspot_threshold,
-            "r2": "R² of the rollout on the scaled tokens (the estimators' score)",
+            "r2": "mean over fields of each field's R² (the estimators' score)",
+            "climatology": f"mean of the {config.n_meso_train} meso training samples at each time and cell",
+            "no_hotspot_rmse": no_hotspot,
+            "micro_reconstruction_rmse_ratio": micro_reconstruction,
+            "micro_reconstruction": (f"{config.n_micro_test} held-out micro samples: RMSE of the VAE's "
+                                     "reconstruction over that of a constant field at the mean"),
         },
         "metrics": metrics,
         "timings_s": timings,
@@ -323,18 +369,25 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     return results
 
 
-def _add_scratch_curves(fig, pred, threshold) -> None:
-    """Overlay the from-scratch model's (sample-mean) hotspot curves on ``plot_hotspots``' figure."""
+def _add_curves(fig, pred, threshold, label, style) -> None:
+    """Overlay another model's (sample-mean) hotspot curves on ``plot_hotspots``' figure."""
     from skmld.metrics import hotspot_metrics
 
     m = hotspot_metrics(pred, threshold=threshold).mean("sample")
     t = m["time"].values
     for ax, name in zip(fig.axes[:2], ("T_hs", "A_hs")):
-        ax.plot(t, m[name].values, "C2--^", ms=3, label="from scratch")
-    fig.axes[0].lines[1].set_label("transfer")  # plot_hotspots' "prediction"
-    for band in fig.axes[0].collections[:1]:
-        band.set_label("transfer ± std")
-    fig.axes[0].legend(fontsize=8)
+        ax.plot(t, m[name].values, style, ms=3, label=label)
+
+
+def _micro_reconstruction(micro, X) -> dict:
+    """Per field, RMSE of the micro VAE's reconstruction of ``X`` (latent means decoded) over a constant's."""
+    tokens, est = micro["tokens"], micro["micro"]
+    rec = tokens.inverse_transform(est.decode(est.encode(tokens.transform(X))))
+    out = {}
+    for f in X.data_vars:
+        truth = X[f].values.astype(np.float64)
+        out[str(f)] = float(np.sqrt(np.mean((rec[f].values - truth) ** 2)) / truth.std())
+    return out
 
 
 def _save_safe(pipe, path) -> bool:
@@ -367,7 +420,7 @@ def _jsonable(obj):
 # the table
 # --------------------------------------------------------------------------- #
 def format_table(results: dict) -> str:
-    """Plain-text, aligned comparison of transfer, from scratch and persistence."""
+    """Plain-text, aligned comparison of transfer, from scratch, persistence and climatology."""
     m = results["metrics"]
     tr = m["transfer"]
 
@@ -379,9 +432,18 @@ def format_table(results: dict) -> str:
         a = abs(value)
         return f"{value:.3g}" if (a >= 1e4 or (a < 1e-2 and a != 0)) else f"{value:.3f}" if a < 10 else f"{value:.1f}"
 
-    rows = [("rollout R² (scaled tokens)", "-", [m[k]["r2"] for k in MODELS])]
+    rows = []
+    for f in tr["r2_per_field"]:
+        rows.append((f"R² {f}", "-", [m[k]["r2_per_field"][f] for k in MODELS]))
+    rows.append(("mean per-field R²", "-", [m[k]["r2"] for k in MODELS]))
     for f, unit in tr["field_rmse_units"].items():
         rows.append((f"RMSE {f}", unit, [m[k]["field_rmse"][f] for k in MODELS]))
+    for th in tr["hot_mask"]:
+        rows.append((f"hot-mask F1, T > {th} K", "-", [m[k]["hot_mask"][th]["f1"] for k in MODELS]))
+    threshold = f"{results['evaluation']['hotspot_threshold_K']:g}"
+    rows.append((f"hotspots per frame (true {tr['hot_mask'][threshold]['n_hotspots_true']:.2f})", "-",
+                 [m[k]["hot_mask"][threshold]["n_hotspots_pred"] for k in MODELS]))
+    rows.append(("RMSE excess heat", "K µm^2", [m[k]["hot_mask"][threshold]["excess_heat_rmse"] for k in MODELS]))
     labels = {"T_hs": "RMSE T_hs", "A_hs": "RMSE A_hs", "dT_hs_dt": "RMSE dT_hs/dt", "dA_hs_dt": "RMSE dA_hs/dt"}
     for key, label in labels.items():
         rows.append((label, tr["hotspot_rmse_units"][key], [m[k]["hotspot_rmse"][key] for k in MODELS]))
@@ -398,15 +460,21 @@ def format_table(results: dict) -> str:
         return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1])]
                          + [c.rjust(w) for c, w in zip(r[2:], widths[2:])]).rstrip()
 
-    d = results["data"]
+    d, ev = results["data"], results["evaluation"]
     t = results["timings_s"]
     test = d["meso_test"]
     title = (f"held-out meso samples: {test['sample']} x {test['time']} snapshots of {test['y']} x {test['x']}; "
              f"meso training samples: {d['meso_train']['sample']}; micro samples: {d['micro']['sample']}")
     rule = "-" * len(line(header))
-    footer = (f"micro fit {t['fit_micro']:.0f} s, simulation {t['simulate']:.0f} s, total {t['total']:.0f} s "
-              f"(preset {results['preset']!r}); errors over time steps after the first, physical units")
-    return "\n".join([title, rule, line(header), rule, *map(line, body), rule, footer])
+    no_hs = ev["no_hotspot_rmse"]
+    rec = ", ".join(f"{f} {v:.2f}" for f, v in ev["micro_reconstruction_rmse_ratio"].items())
+    footer = [
+        f"predicting no hotspot: RMSE T_hs {no_hs['T_hs']:.1f} K, A_hs {no_hs['A_hs']:.1f} µm^2; "
+        f"micro VAE on {d['micro_test']['sample']} held-out micro samples, RMSE / constant's: {rec}",
+        f"micro fit {t['fit_micro']:.0f} s, simulation {t['simulate']:.0f} s, total {t['total']:.0f} s "
+        f"(preset {results['preset']!r}); errors over time steps after the first, physical units",
+    ]
+    return "\n".join([title, rule, line(header), rule, *map(line, body), rule, *footer])
 
 
 def main(args) -> int:

@@ -189,24 +189,47 @@ def _chunked(gradients, chunk: int, variables, names):
     return run
 
 
+def vae_term_names(fields, latent_channels: int) -> tuple:
+    """Names of the VAE stage's loss terms: totals, then each field's, then the KL of each latent channel."""
+    per_field = tuple(f"{t}_{f}" for f in fields for t in ("reconstruction", "kl", "edge"))
+    channels = tuple(f"kl_{f}_c{k}" for f in fields for k in range(latent_channels))
+    return ("reconstruction", "kl", "edge", "loss") + per_field + channels
+
+
 def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_batch: int, strategy, spec,
-                  jit: bool, chunk: int | None = None):
+                  jit: bool, chunk: int | None = None, loss: str = "sse"):
     """VAE steps on batches ``{"x": (B, H, W, F), pos, count, key}`` (see :mod:`skmld._data`) of type ``spec``.
 
-    Returns ``(train_step, eval_step)``; both map a batch to the batch means of the loss terms.
+    Returns ``(train_step, eval_step)``; both map a batch to the batch means of the
+    loss terms (:func:`vae_term_names`: totals, per field, KL per latent channel).
+    ``loss``: ``"sse"``, the summed squared error (a Gaussian decoder of fixed
+    pixel variance 1/2), or ``"calibrated"``, the Gaussian negative log-likelihood
+    with each field's pixel variance set to its batch MSE (see :func:`calibrated_nll`).
     ``chunk``: rows back-propagated at once (``None``: the whole batch).
     """
+    names = vae_term_names(nets.fields, nets.latent_channels)
+    if loss == "calibrated" and chunk is not None:
+        raise ValueError("gradient_chunk_size needs vae_loss='sse': the calibrated loss is not a sum over rows.")
 
     def losses(batch, training):
         x = batch["x"]
-        terms = {"reconstruction": 0.0, "kl": 0.0, "edge": 0.0}
-        for i, (enc, dec) in enumerate(zip(nets.per_field("encoder"), nets.per_field("decoder"))):
+        terms = dict.fromkeys(names, 0.0)
+        for i, (f, enc, dec) in enumerate(zip(nets.fields, nets.per_field("encoder"), nets.per_field("decoder"))):
             xi = x[..., i : i + 1]
             z_mean, z_log_var = enc(xi, training=training)
             x_hat = dec(draw(z_mean, z_log_var, batch, global_batch, i), training=training)
-            terms["reconstruction"] += _batch_mean(reconstruction_sse(xi, x_hat), batch)
-            terms["kl"] += _batch_mean(kl_divergence(z_mean, z_log_var), batch)
-            terms["edge"] += _batch_mean(edge_boosting_mae(xi, x_hat), batch)
+            if loss == "calibrated":
+                rec = calibrated_nll(xi, x_hat, batch)
+            else:
+                rec = _batch_mean(reconstruction_sse(xi, x_hat), batch)
+            kl_c = kl_per_channel(z_mean, z_log_var)  # (B, C)
+            for k in range(nets.latent_channels):
+                terms[f"kl_{f}_c{k}"] = _batch_mean(kl_c[:, k], batch)
+            field_terms = {"reconstruction": rec, "kl": _batch_mean(ops.sum(kl_c, axis=1), batch),
+                           "edge": _batch_mean(edge_boosting_mae(xi, x_hat), batch)}
+            for t, v in field_terms.items():
+                terms[f"{t}_{f}"] = v
+                terms[t] += v
         terms["loss"] = (
             weights["reconstruction"] * terms["reconstruction"]
             + weights["kl"] * terms["kl"]
@@ -214,8 +237,35 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
         )
         return terms
 
-    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk,
-                    ("reconstruction", "kl", "edge", "loss"))
+    return _compile(losses, optimizer, variables, strategy, spec, jit, chunk, names)
+
+
+def kl_per_channel(z_mean, z_log_var):
+    """KL of each latent channel, summed over latent pixels: ``(B, C)``."""
+    kl = -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+    return ops.sum(kl, axis=(1, 2))
+
+
+# Floor of the calibrated pixel variance, on [0, 1]-scaled fields: an RMSE below
+# 1e-3 of a field's range is not worth a larger weight.
+MIN_PIXEL_VARIANCE = 1e-6
+
+
+def calibrated_nll(x, x_hat, batch):
+    """Gaussian NLL of a field with its pixel variance at the optimum, the batch MSE (Rybkin et al. 2021).
+
+    ``D/2 · log(MSE + floor)`` per frame (``D`` pixels), up to a constant: the
+    weight of the reconstruction against the KL grows as the reconstruction
+    improves, so no field is left at its mean because its variance is small,
+    and the loss does not change with the affine scaling a field was given.
+    Under a distribution strategy each replica estimates the MSE on its own rows.
+    """
+    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
+    rows = tf.cast(tf.shape(x)[0], tf.float32)
+    count = tf.cast(tf.maximum(tf.reduce_max(batch["count"]), 1), tf.float32)
+    mse = ops.mean(ops.square(ops.cast(x, "float32") - ops.cast(x_hat, "float32")))
+    # Weighted by this replica's share of the global batch: the replicas' terms add up to one batch mean.
+    return (rows / count) * 0.5 * pixels * ops.log(mse + MIN_PIXEL_VARIANCE)
 
 
 def make_dynamics_step(
@@ -234,6 +284,7 @@ def make_dynamics_step(
     spec,
     jit: bool,
     chunk: int | None = None,
+    field_weights=None,
 ):
     """Curriculum steps of the latent dynamics at one horizon.
 
@@ -243,12 +294,14 @@ def make_dynamics_step(
 
     Loss = latent consistency of the rolled-out mean and log-variance with the
     encoded trajectory (normalised MSE) + reconstruction MSE of the fields
-    decoded (frozen decoders) from sampled latents. Only predicted steps are
+    decoded (frozen decoders) from sampled latents, each field's MSE times its
+    entry of ``field_weights`` (``None``: all 1). Only predicted steps are
     decoded: the initial frame's reconstruction feeds no loss. ``chunk``: rows
     back-propagated at once (``None``: the whole batch).
     """
     stepper = nets.stepper(coupled=coupled)
     c, n_fields = nets.latent_channels, len(nets.fields)
+    field_weights = tf.constant(np.ones(n_fields) if field_weights is None else field_weights, tf.float32)
 
     def losses(batch, training):
         zm_true, zv_true, x_true = batch["z_mean"], batch["z_log_var"], batch["x"]
@@ -268,8 +321,10 @@ def make_dynamics_step(
         x_hat = nets.decode(ops.concatenate(draws, axis=0))  # (k*B, H, W, F), step-major
         x_ref = ops.concatenate([x_true[:, s] for s in range(horizon)], axis=0)
         # Per window: squared error averaged over pixels, summed over fields and steps.
+        # Each field's MSE over its variance (``field_weights``): every field counts as much as its
+        # structure, not as its spread on the [0, 1] scale (pressure's would dwarf temperature's).
         per_row = ops.sum(ops.mean(ops.square(ops.cast(x_ref, "float32") - ops.cast(x_hat, "float32")),
-                                   axis=(1, 2)), axis=-1)
+                                   axis=(1, 2)) * field_weights, axis=-1)
         recon = _batch_mean(per_row, batch)
         terms = {"latent_mean": lat_m, "latent_log_var": lat_v, "multistep": recon}
         terms["loss"] = (

@@ -128,12 +128,14 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         batch_size: int = 1,
         gradient_chunk_size: int | None = None,
         validation_fraction: float = 0.0,
+        vae_loss: str = "calibrated",
         reconstruction_weight: float = 1.0,
         kl_weight: float = 1.0,
         edge_weight: float = 1.0,
         latent_mean_weight: float = 1.0,
         latent_log_var_weight: float = 1.0,
         multistep_weight: float = 1.0,
+        multistep_normalization: str = "variance",
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -161,12 +163,14 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         self.batch_size = batch_size
         self.gradient_chunk_size = gradient_chunk_size
         self.validation_fraction = validation_fraction
+        self.vae_loss = vae_loss
         self.reconstruction_weight = reconstruction_weight
         self.kl_weight = kl_weight
         self.edge_weight = edge_weight
         self.latent_mean_weight = latent_mean_weight
         self.latent_log_var_weight = latent_log_var_weight
         self.multistep_weight = multistep_weight
+        self.multistep_normalization = multistep_normalization
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision
@@ -249,9 +253,9 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
             )
         self._check_token_shape(layout, bb.token_shape_, "The meso data", "the backbone")
 
-    def _make_networks(self, fields, ranges, token_shape):
+    def _make_networks(self, fields, ranges, token_shape, stats=None):
         if self.backbone is None:
-            return build_networks(fields, dtype=self._dtype(), **{k: self._arch(k) for k in _ARCH})
+            return build_networks(fields, dtype=self._dtype(), stats=stats, **{k: self._arch(k) for k in _ARCH})
         bb = self.backbone._networks
         models = dict(bb.models)
         # Trained parts are copies: the backbone stays bit-identical.
@@ -261,6 +265,9 @@ jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
             copy.set_weights(src.get_weights())
             models[name] = copy
         return _engine.Networks(models, list(bb.fields), bb.latent_channels)
+
+    def _fresh_fields(self) -> list:
+        return list(self.fields_) if self.backbone is None else []
 
     def _owned_names(self) -> list:
         fields = self.backbone.fields_

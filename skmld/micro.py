@@ -13,13 +13,20 @@ from skmld.nn import build_decoder, build_dynamics, build_encoder
 from skmld.nn.dynamics import DYNAMICS
 
 
-def build_networks(fields, *, latent_channels, filters, kernel_size, dynamics, dynamics_filters, dropout, dtype):
-    """Fresh networks for ``fields``: VAE, decoupled pair per field, one coupled pair."""
+def build_networks(fields, *, latent_channels, filters, kernel_size, dynamics, dynamics_filters, dropout, dtype,
+                   stats=None):
+    """Fresh networks for ``fields``: VAE, decoupled pair per field, one coupled pair.
+
+    ``stats``: field → ``(mean, variance)`` of the training data, which the VAEs standardise with.
+    """
     c, n = latent_channels, len(fields)
     models = {}
     for f in fields:
-        models[f"encoder/{f}"] = build_encoder(filters, c, kernel_size, dtype=dtype, name=f"encoder_{f}")
-        models[f"decoder/{f}"] = build_decoder(filters, c, kernel_size, dtype=dtype, name=f"decoder_{f}")
+        mean, var = (stats or {}).get(f, (None, None))
+        models[f"encoder/{f}"] = build_encoder(filters, c, kernel_size, mean=mean, variance=var, dtype=dtype,
+                                               name=f"encoder_{f}")
+        models[f"decoder/{f}"] = build_decoder(filters, c, kernel_size, mean=mean, variance=var, dtype=dtype,
+                                               name=f"decoder_{f}")
         models[f"decoupled_mean/{f}"] = build_dynamics(
             dynamics, c, c, dynamics_filters, dropout, dtype=dtype, name=f"decoupled_mean_{f}")
         models[f"decoupled_log_var/{f}"] = build_dynamics(
@@ -183,12 +190,14 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         batch_size: int = 1,
         gradient_chunk_size: int | None = None,
         validation_fraction: float = 0.0,
+        vae_loss: str = "calibrated",
         reconstruction_weight: float = 1.0,
         kl_weight: float = 1.0,
         edge_weight: float = 1.0,
         latent_mean_weight: float = 1.0,
         latent_log_var_weight: float = 1.0,
         multistep_weight: float = 1.0,
+        multistep_normalization: str = "variance",
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -213,12 +222,14 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self.batch_size = batch_size
         self.gradient_chunk_size = gradient_chunk_size
         self.validation_fraction = validation_fraction
+        self.vae_loss = vae_loss
         self.reconstruction_weight = reconstruction_weight
         self.kl_weight = kl_weight
         self.edge_weight = edge_weight
         self.latent_mean_weight = latent_mean_weight
         self.latent_log_var_weight = latent_log_var_weight
         self.multistep_weight = multistep_weight
+        self.multistep_normalization = multistep_normalization
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision
@@ -247,11 +258,11 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         """
         return self._fit(X)
 
-    def _make_networks(self, fields, ranges, token_shape):
+    def _make_networks(self, fields, ranges, token_shape, stats=None):
         return build_networks(
             fields, latent_channels=self.latent_channels, filters=self.filters, kernel_size=self.kernel_size,
             dynamics=self.dynamics, dynamics_filters=self.dynamics_filters, dropout=self.dropout,
-            dtype=self._dtype(),
+            dtype=self._dtype(), stats=stats,
         )
 
     def _stages(self):

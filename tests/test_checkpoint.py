@@ -63,12 +63,13 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     # Epochs up to the kill come from the checkpoint and are bit-identical.
     assert resumed.history_[:done] == reference.history_[:done]
     # After the resume the results agree to float32 rounding, not always bit for bit: a
-    # SIGKILLed run has shown differences of ~1e-7 relative (see docs/reliability.md).
+    # SIGKILLed run has shown differences of ~1e-7 relative (see docs/reliability.md); a term near
+    # zero (the log-variance consistency, ~1e-7) differs by a few 1e-12 absolute.
     assert [(r["stage"], r["horizon"], r["epoch"]) for r in resumed.history_] == [
         (r["stage"], r["horizon"], r["epoch"]) for r in reference.history_]
     for a, b in zip(resumed.history_, reference.history_):
         np.testing.assert_allclose([a[k] for k in b if k not in ("stage",)],
-                                   [b[k] for k in b if k not in ("stage",)], rtol=1e-5)
+                                   [b[k] for k in b if k not in ("stage",)], rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(resumed.predict(tokens).values, reference.predict(tokens).values, atol=1e-5)
 
 
