@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--n-micro", type=int, default=32)
     ap.add_argument("--n-test", type=int, default=6)
     ap.add_argument("--vae-epochs", type=int, default=6)
-    ap.add_argument("--vae-loss", default="sse")
+    ap.add_argument("--vae-loss", default="calibrated")
     ap.add_argument("--kl-weight", type=float, default=1.0)
     ap.add_argument("--edge-weight", type=float, default=1.0)
     ap.add_argument("--t-max", type=float, default=None, help="fixed temperature range (300, T_MAX)")
@@ -79,7 +79,9 @@ def main():
     record = {"tag": args.tag, "args": vars(args), "fit_s": fit_s, "cpu": cpu(),
               "held_out": reconstruction_scores(est, tok, X_test),
               "train": reconstruction_scores(est, tok, X.isel(sample=slice(0, 6))),
-              "last_epoch": {k: float(v) for k, v in last.items() if isinstance(v, float)}}
+              "last_epoch": {k: float(v) for k, v in last.items() if isinstance(v, float)},
+              "mse_per_epoch": {f: [float(r[f"mse_{f}"]) for r in est.history_ if f"mse_{f}" in r]
+                                for f in X.data_vars}}
     print(json.dumps(record, indent=1))
     RESULTS.parent.mkdir(exist_ok=True)
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []

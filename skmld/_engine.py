@@ -191,9 +191,14 @@ def _chunked(gradients, chunk: int, variables, names):
 
 def vae_term_names(fields, latent_channels: int) -> tuple:
     """Names of the VAE stage's loss terms: totals, then each field's, then the KL of each latent channel."""
-    per_field = tuple(f"{t}_{f}" for f in fields for t in ("reconstruction", "kl", "edge"))
+    per_field = tuple(f"{t}_{f}" for f in fields for t in ("reconstruction", "kl", "edge", "mse"))
     channels = tuple(f"kl_{f}_c{k}" for f in fields for k in range(latent_channels))
     return ("reconstruction", "kl", "edge", "loss") + per_field + channels
+
+
+# Floor of the calibrated pixel variance, on [0, 1]-scaled fields: an RMSE below
+# 1e-3 of a field's range earns no larger weight.
+MIN_PIXEL_VARIANCE = 1e-6
 
 
 def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_batch: int, strategy, spec,
@@ -201,35 +206,52 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
     """VAE steps on batches ``{"x": (B, H, W, F), pos, count, key}`` (see :mod:`skmld._data`) of type ``spec``.
 
     Returns ``(train_step, eval_step)``; both map a batch to the batch means of the
-    loss terms (:func:`vae_term_names`: totals, per field, KL per latent channel).
-    ``loss``: ``"sse"``, the summed squared error (a Gaussian decoder of fixed
-    pixel variance 1/2), or ``"calibrated"``, the Gaussian negative log-likelihood
-    with each field's pixel variance set to its batch MSE (see :func:`calibrated_nll`).
+    loss terms (:func:`vae_term_names`: totals; per field, also the pixel MSE;
+    the KL of each latent channel).
+
+    ``loss`` is the reconstruction term of each field:
+
+    - ``"sse"``: the summed squared error, the negative log-likelihood of a
+      Gaussian decoder of fixed pixel variance 1/2 (up to a constant);
+    - ``"calibrated"``: the Gaussian negative log-likelihood with the pixel
+      variance of each field at its optimum, the batch's MSE: ``D/2 · log(MSE +
+      1e-6)`` per frame of ``D`` pixels, up to a constant (a calibrated decoder,
+      Rybkin et al. 2021). The weight of the reconstruction against the KL is
+      ``1 / 2·MSE``: it grows as the reconstruction improves, so no field is
+      left at its mean because its variations are small on the [0, 1] scale,
+      and the balance does not depend on how a field was scaled. The MSE is
+      that of the rows a gradient is computed on: with ``chunk`` or several
+      replicas, of each chunk or replica (the step is then not exactly the
+      whole batch's).
+
     ``chunk``: rows back-propagated at once (``None``: the whole batch).
     """
     names = vae_term_names(nets.fields, nets.latent_channels)
-    if loss == "calibrated" and chunk is not None:
-        raise ValueError("gradient_chunk_size needs vae_loss='sse': the calibrated loss is not a sum over rows.")
 
     def losses(batch, training):
         x = batch["x"]
         terms = dict.fromkeys(names, 0.0)
+        pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
         for i, (f, enc, dec) in enumerate(zip(nets.fields, nets.per_field("encoder"), nets.per_field("decoder"))):
             xi = x[..., i : i + 1]
             z_mean, z_log_var = enc(xi, training=training)
             x_hat = dec(draw(z_mean, z_log_var, batch, global_batch, i), training=training)
+            sse = reconstruction_sse(xi, x_hat)
             if loss == "calibrated":
-                rec = calibrated_nll(xi, x_hat, batch)
+                local_mse = ops.mean(ops.square(ops.cast(xi, "float32") - ops.cast(x_hat, "float32")))
+                rec = 0.5 * pixels * ops.log(local_mse + MIN_PIXEL_VARIANCE) * _share(batch)
             else:
-                rec = _batch_mean(reconstruction_sse(xi, x_hat), batch)
+                rec = _batch_mean(sse, batch)
             kl_c = kl_per_channel(z_mean, z_log_var)  # (B, C)
             for k in range(nets.latent_channels):
                 terms[f"kl_{f}_c{k}"] = _batch_mean(kl_c[:, k], batch)
             field_terms = {"reconstruction": rec, "kl": _batch_mean(ops.sum(kl_c, axis=1), batch),
-                           "edge": _batch_mean(edge_boosting_mae(xi, x_hat), batch)}
-            for t, v in field_terms.items():
-                terms[f"{t}_{f}"] = v
-                terms[t] += v
+                           "edge": _batch_mean(edge_boosting_mae(xi, x_hat), batch),
+                           "mse": _batch_mean(sse, batch) / pixels}
+            for t, val in field_terms.items():
+                terms[f"{t}_{f}"] = val
+                if t != "mse":
+                    terms[t] += val
         terms["loss"] = (
             weights["reconstruction"] * terms["reconstruction"]
             + weights["kl"] * terms["kl"]
@@ -240,32 +262,16 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
     return _compile(losses, optimizer, variables, strategy, spec, jit, chunk, names)
 
 
+def _share(batch):
+    """This replica's (or chunk's) rows over the global batch: its terms add up to the batch's."""
+    count = tf.cast(tf.maximum(tf.reduce_max(batch["count"]), 1), tf.float32)
+    return tf.cast(tf.shape(batch["pos"])[0], tf.float32) / count
+
+
 def kl_per_channel(z_mean, z_log_var):
     """KL of each latent channel, summed over latent pixels: ``(B, C)``."""
     kl = -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
     return ops.sum(kl, axis=(1, 2))
-
-
-# Floor of the calibrated pixel variance, on [0, 1]-scaled fields: an RMSE below
-# 1e-3 of a field's range is not worth a larger weight.
-MIN_PIXEL_VARIANCE = 1e-6
-
-
-def calibrated_nll(x, x_hat, batch):
-    """Gaussian NLL of a field with its pixel variance at the optimum, the batch MSE (Rybkin et al. 2021).
-
-    ``D/2 · log(MSE + floor)`` per frame (``D`` pixels), up to a constant: the
-    weight of the reconstruction against the KL grows as the reconstruction
-    improves, so no field is left at its mean because its variance is small,
-    and the loss does not change with the affine scaling a field was given.
-    Under a distribution strategy each replica estimates the MSE on its own rows.
-    """
-    pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
-    rows = tf.cast(tf.shape(x)[0], tf.float32)
-    count = tf.cast(tf.maximum(tf.reduce_max(batch["count"]), 1), tf.float32)
-    mse = ops.mean(ops.square(ops.cast(x, "float32") - ops.cast(x_hat, "float32")))
-    # Weighted by this replica's share of the global batch: the replicas' terms add up to one batch mean.
-    return (rows / count) * 0.5 * pixels * ops.log(mse + MIN_PIXEL_VARIANCE)
 
 
 def make_dynamics_step(

@@ -59,15 +59,16 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         Architecture, as for :class:`~skmld.MicroDynamicsEstimator`. ``None``
         takes the backbone's (or the micro defaults from scratch); a value that
         contradicts the backbone raises ``ValueError``.
-    learning_rate, batch_size, gradient_chunk_size, validation_fraction, reconstruction_weight, kl_weight, \
-edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, on_divergence, device, precision, \
-jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
+    learning_rate, batch_size, gradient_chunk_size, validation_fraction, vae_loss, reconstruction_weight, \
+kl_weight, edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, multistep_normalization, \
+on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         As for :class:`~skmld.MicroDynamicsEstimator`.
 
     Attributes
     ----------
-    fields_, ranges_, token_shape_, latent_shape_, history_ :
-        As for :class:`~skmld.MicroDynamicsEstimator`; ``token_shape_`` is the
+    fields_, ranges_, token_shape_, latent_shape_, history_, field_variance_ :
+        As for :class:`~skmld.MicroDynamicsEstimator` (``reconstruction_rmse_ratio_``
+        too, when this estimator trains VAEs); ``token_shape_`` is the
         backbone's token shape (the tokens the domain is made of).
 
     Examples

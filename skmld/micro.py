@@ -87,13 +87,27 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         ``None``: the whole batch at once.
     validation_fraction : float, default=0.0
         Fraction of samples held out; their losses go into ``history_`` as ``val_*``.
+    vae_loss : {"calibrated", "sse"}, default="calibrated"
+        Reconstruction term of the VAE loss. ``"calibrated"``: the Gaussian
+        negative log-likelihood of each field with its pixel variance set to
+        the field's running reconstruction MSE (a calibrated decoder), so the
+        balance against the KL follows the reconstruction and no field is left
+        at its mean because its variations are small on the [0, 1] scale.
+        ``"sse"``: the summed squared error (pixel variance fixed at 1/2), as in
+        the reference; at demo scale it leaves temperature and microstructure
+        at their means (see docs/model.md).
     reconstruction_weight, kl_weight, edge_weight : float, default=1.0
-        VAE loss weights (summed squared error, KL, edge-boosting MAE).
+        VAE loss weights (reconstruction term, KL, edge-boosting MAE).
     latent_mean_weight, latent_log_var_weight : float, default=1.0
         Weights of the latent consistency terms of the dynamics loss.
     multistep_weight : float, default=1.0
         Weight of the dynamics loss's multi-step reconstruction MSE (fields
         decoded from sampled latents at every predicted step).
+    multistep_normalization : {"variance", "none"}, default="variance"
+        ``"variance"``: each field's multi-step MSE is divided by that field's
+        variance in the training data, so every field counts by how well its
+        structure is predicted, not by its spread on the [0, 1] scale.
+        ``"none"``: plain MSEs summed over fields.
     on_divergence : {"raise", "restore"}, default="raise"
         On a NaN/inf loss: raise :class:`~skmld.exceptions.DivergenceError`
         (keeping the last good weights), or roll back the epoch, halve the
@@ -138,6 +152,17 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
     history_ : list of dict
         One record per (stage, horizon, epoch): ``stage``, ``horizon`` (0 for the
         VAE), ``epoch``, each loss term, and ``val_*`` terms with validation.
+        VAE records also hold every term per field (``reconstruction_<field>``,
+        ``kl_<field>``, ``edge_<field>``, ``mse_<field>``) and the KL of each
+        latent channel (``kl_<field>_c<k>``), so a field whose latent carries
+        no information shows.
+    reconstruction_rmse_ratio_ : dict
+        After the VAE stage, per field: RMSE of the reconstruction from the
+        latent means over the field's standard deviation, on up to 128 training
+        (or validation) frames. 0 is perfect, 1 a constant field at the mean;
+        above 0.8 a ``UserWarning`` names the field.
+    field_variance_ : dict
+        Per field, the variance of the (scaled) training data.
 
     See Also
     --------

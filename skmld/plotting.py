@@ -9,6 +9,7 @@ tokens with ``tokenizer.inverse_transform(...)`` first.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -310,14 +311,28 @@ def plot_history(
     if len(history) == 0:
         raise ValueError("history is empty: nothing to plot.")
     meta = ("stage", "horizon", "epoch")
-    terms: list[str] = []
+    keys: list[str] = []
     for rec in history:
         for key, value in rec.items():
             base = key[4:] if key.startswith("val_") else key
-            if key not in meta and np.isscalar(value) and base not in terms:
-                terms.append(base)
-    if not terms:
+            if key not in meta and np.isscalar(value) and base not in keys:
+                keys.append(base)
+    if not keys:
         raise ValueError("history has no loss terms (only 'stage', 'horizon', 'epoch').")
+    # Per-field terms (``<term>_<field>``) and the KL per latent channel
+    # (``kl_<field>_c<k>``) share a panel, one line per field or channel.
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in keys:
+        channel = re.fullmatch(r"kl_(.+)_c(\d+)", key)
+        total = next((t for t in keys if key.startswith(f"{t}_") and not re.fullmatch(r"kl_(.+)_c(\d+)", t)),
+                     None)
+        if channel:
+            groups.setdefault(f"KL per channel: {channel.group(1)}", []).append((key, f"c{channel.group(2)}"))
+        elif total is not None:
+            groups.setdefault(f"{total} per field", []).append((key, key[len(total) + 1:]))
+        else:
+            groups.setdefault(key, [])
+    terms = list(groups)
     # The total loss first, the terms it is made of after it.
     terms.sort(key=lambda term: term != "loss")
 
@@ -337,19 +352,23 @@ def plot_history(
     bounds = [start for start, _ in segments] + [len(history)]
     for ax, term in zip(axes, terms):
         positive = True
-        for key, style, suffix in ((term, "-", ""), (f"val_{term}", "--", " (val)")):
-            labelled: set[str] = set()
-            # One line per (stage, horizon) segment: a new horizon restarts the curve.
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                idx = [i for i in range(lo, hi) if key in history[i]]
-                if not idx:
-                    continue
-                stage = str(history[lo].get("stage", ""))
-                y = np.array([float(history[i][key]) for i in idx])
-                positive &= bool(np.all(y[np.isfinite(y)] > 0))
-                label = None if stage in labelled else f"{stage}{suffix}"
-                labelled.add(stage)
-                ax.plot(step[idx], y, style, color=colours[stage], marker=".", ms=3, label=label)
+        series = groups[term] or [(term, None)]
+        for n, (name, series_label) in enumerate(series):
+            for key, style, suffix in ((name, "-", ""), (f"val_{name}", "--", " (val)")):
+                labelled: set[str] = set()
+                # One line per (stage, horizon) segment: a new horizon restarts the curve.
+                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                    idx = [i for i in range(lo, hi) if key in history[i]]
+                    if not idx:
+                        continue
+                    stage = str(history[lo].get("stage", ""))
+                    y = np.array([float(history[i][key]) for i in idx])
+                    positive &= bool(np.all(y[np.isfinite(y)] > 0))
+                    tag = stage if series_label is None else series_label
+                    label = None if tag in labelled else f"{tag}{suffix}"
+                    labelled.add(tag)
+                    colour = colours[stage] if series_label is None else f"C{n % 10}"
+                    ax.plot(step[idx], y, style, color=colour, marker=".", ms=3, label=label)
         for start, label in segments:
             if start > 0:
                 ax.axvline(start - 0.5, color="0.6", ls=":", lw=0.8)

@@ -92,3 +92,44 @@ def test_chunked_vae_step_equals_whole_batch():
                                      False, chunk)
 
     assert_same_step(one_step(make, batch, names, None), one_step(make, batch, names, 2), batch)
+
+
+def test_calibrated_reconstruction_is_the_gaussian_nll_at_the_batch_mse():
+    n = 4
+    batch = batch_of({"x": np.random.default_rng(3).random((n, H, W, 3), dtype=np.float32)}, n)
+    names = [f"{k}/{f}" for f in FIELDS for k in ("encoder", "decoder")]
+
+    def make(nets, optimizer, variables, spec, chunk):
+        return _engine.make_vae_step(nets, WEIGHTS, optimizer, variables, n, tf.distribute.get_strategy(), spec,
+                                     False, chunk, loss="calibrated")
+
+    terms, grads, _ = one_step(make, batch, names, None)
+    mse = np.array([terms[f"mse_{f}"] for f in FIELDS])
+    assert (mse > 0).all() and any(np.abs(g).max() > 0 for g in grads)
+    expected = 0.5 * H * W * np.log(mse + _engine.MIN_PIXEL_VARIANCE)
+    np.testing.assert_allclose([terms[f"reconstruction_{f}"] for f in FIELDS], expected, rtol=1e-5)
+    np.testing.assert_allclose(terms["reconstruction"], expected.sum(), rtol=1e-5)
+    np.testing.assert_allclose(terms["kl"], sum(terms[f"kl_{f}"] for f in FIELDS), rtol=1e-5)
+    np.testing.assert_allclose(terms["kl_temperature"], sum(terms[f"kl_temperature_c{k}"] for k in range(C)),
+                               rtol=1e-5)
+
+
+def test_multistep_field_weights_weigh_each_field():
+    n, horizon = 3, 1
+    rng = np.random.default_rng(4)
+    batch = batch_of({"z_mean": rng.standard_normal((n, horizon + 1, H // 8, W // 8, 3 * C), dtype=np.float32),
+                      "z_log_var": np.full((n, horizon + 1, H // 8, W // 8, 3 * C), -4.0, np.float32),
+                      "x": rng.random((n, horizon, H, W, 3), dtype=np.float32)}, n)
+    nets = tiny_networks()
+
+    def multistep(field_weights):
+        _, evaluate = _engine.make_dynamics_step(
+            nets, horizon=horizon, time_ratio=1, coupled=True, train_decoupled=False, train_coupled=False,
+            weights=WEIGHTS, optimizer=None, variables=[], global_batch=n, strategy=tf.distribute.get_strategy(),
+            spec=spec_of(batch), jit=False, field_weights=field_weights)
+        return float(evaluate(batch)["multistep"])
+
+    parts = [multistep(np.eye(3)[i]) for i in range(3)]
+    assert min(parts) > 0
+    np.testing.assert_allclose(multistep(None), sum(parts), rtol=1e-5)
+    np.testing.assert_allclose(multistep([2.0, 0.5, 3.0]), 2 * parts[0] + 0.5 * parts[1] + 3 * parts[2], rtol=1e-5)

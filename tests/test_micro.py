@@ -324,7 +324,9 @@ def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch
         return original(gradients, chunk, *args)
 
     monkeypatch.setattr(_engine, "_chunked", recording)
-    params = {**TINY, "dropout": 0.0}
+    # The calibrated VAE loss estimates its pixel variance on each chunk's rows (documented), so
+    # the equivalence holds for the summed squared error.
+    params = {**TINY, "dropout": 0.0, "vae_loss": "sse"}
     tokens = PatchTokenizer(patch_size=32).fit_transform(micro_X)
     whole = MicroDynamicsEstimator(**params).fit(tokens)
     assert chunks == []
@@ -333,3 +335,49 @@ def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch
     assert [(r["stage"], r["epoch"]) for r in chunked.history_] == [(r["stage"], r["epoch"]) for r in whole.history_]
     for a, b in zip(whole.history_, chunked.history_):
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, err_msg=f"{a['stage']} epoch {a['epoch']}")
+
+
+# -- per-field evaluation ----------------------------------------------------------------
+def test_score_is_the_mean_of_per_field_r2_of_the_rollout(micro_pipe, micro_X):
+    from skmld.metrics import r2_per_field
+
+    tokens = micro_pipe["tokens"].transform(micro_X)
+    est = micro_pipe["micro"]
+    per_field = est.score_per_field(tokens)
+    expected = r2_per_field(tokens.isel(time=slice(1, None)), est.predict(tokens).isel(time=slice(1, None)))
+    assert list(per_field) == est.fields_
+    np.testing.assert_allclose([per_field[f] for f in est.fields_], expected.sel(field=est.fields_).values,
+                               rtol=1e-6, atol=1e-9)
+    assert est.score(tokens) == pytest.approx(np.mean(list(per_field.values())))
+
+
+def test_history_has_every_vae_term_per_field_and_channel(micro_pipe):
+    est = micro_pipe["micro"]
+    record = next(r for r in est.history_ if r["stage"] == "vae")
+    for f in est.fields_:
+        for term in ("reconstruction", "kl", "edge", "mse"):
+            assert np.isfinite(record[f"{term}_{f}"])
+        channels = [record[f"kl_{f}_c{k}"] for k in range(est.latent_channels)]
+        assert record[f"kl_{f}"] == pytest.approx(sum(channels), rel=1e-5)
+    assert record["kl"] == pytest.approx(sum(record[f"kl_{f}"] for f in est.fields_), rel=1e-5)
+
+
+def test_untrained_vae_is_named_in_a_warning(micro_X):
+    # No VAE epoch: every decoder outputs its field's training mean, a constant.
+    params = {**TINY, "vae_epochs": 0, "decoupled_epochs": 0, "coupled_epochs": 0}
+    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", MicroDynamicsEstimator(**params))])
+    with pytest.warns(UserWarning, match="'temperature'.*'pressure'.*'microstructure'.*not clearly better"):
+        pipe.fit(micro_X)
+    ratios = pipe["micro"].reconstruction_rmse_ratio_
+    np.testing.assert_allclose(list(ratios.values()), 1.0, atol=1e-3)
+
+
+def test_fresh_decoders_start_at_the_training_mean(micro_X):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_X)
+    est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "decoupled_epochs": 0, "coupled_epochs": 0})
+    with pytest.warns(UserWarning):
+        est.fit(tokens)
+    decoded = est.decode(est.encode(tokens))
+    mean = tokens.mean(["sample", "time", "token_y", "token_x", "patch_y", "patch_x"])
+    np.testing.assert_allclose(decoded.values, np.broadcast_to(mean.values[:, None, None, None, None],
+                                                               decoded.shape[2:]), rtol=1e-4, atol=1e-5)
