@@ -296,7 +296,6 @@ class LatentDynamicsEstimator(BaseEstimator):
 
     def _field_stats(self, x, train_rows) -> dict:
         """Mean and variance of each field (scaled, as the networks see it) over the training rows."""
-        fields = self.fields_
         total, total_sq, n = 0.0, 0.0, 0
         for sl in _engine.batches(len(train_rows), 32):
             block = np.asarray(_compute(x[train_rows[sl]])[0], np.float64)
@@ -305,8 +304,8 @@ class LatentDynamicsEstimator(BaseEstimator):
             n += block[..., 0].size
         mean = total / n
         var = np.maximum(total_sq / n - mean**2, 0.0)
-        return {f: (float(mean[i]), float(var[i]) if var[i] > 1e-12 else 1.0)
-                for i, f in enumerate(self.fields_) if f in fields}
+        # A constant field gets variance 1: standardising it must not divide by zero.
+        return {f: (float(mean[i]), float(var[i]) if var[i] > 1e-12 else 1.0) for i, f in enumerate(self.fields_)}
 
     def _fitted_token_shape(self, layout) -> tuple:
         return tuple(layout.token_shape)

@@ -324,8 +324,8 @@ def plot_history(
     groups: dict[str, list[tuple[str, str]]] = {}
     for key in keys:
         channel = re.fullmatch(r"kl_(.+)_c(\d+)", key)
-        total = next((t for t in keys if key.startswith(f"{t}_") and not re.fullmatch(r"kl_(.+)_c(\d+)", t)),
-                     None)
+        total = next((t for t in (*keys, "mse") if key.startswith(f"{t}_")
+                      and not re.fullmatch(r"kl_(.+)_c(\d+)", t)), None)
         if channel:
             groups.setdefault(f"KL per channel: {channel.group(1)}", []).append((key, f"c{channel.group(2)}"))
         elif total is not None:

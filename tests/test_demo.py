@@ -118,10 +118,13 @@ def test_presets_fit_the_networks():
 
 def test_format_table_is_aligned():
     def model(r2, cov=True):
-        m = {"r2": r2, "field_rmse": {"temperature": 123.456, "pressure": 1.5, "microstructure": 0.01},
+        m = {"r2": r2, "r2_per_field": {"temperature": r2, "pressure": 0.5, "microstructure": -0.25},
+             "field_rmse": {"temperature": 123.456, "pressure": 1.5, "microstructure": 0.01},
              "field_rmse_units": {"temperature": "K", "pressure": "GPa", "microstructure": "1"},
              "hotspot_rmse": {"T_hs": 10.0, "A_hs": 2.0, "dT_hs_dt": 0.5, "dA_hs_dt": 12345.0},
-             "hotspot_rmse_units": {"T_hs": "K", "A_hs": "µm^2", "dT_hs_dt": "K/ns", "dA_hs_dt": "µm^2/ns"}}
+             "hotspot_rmse_units": {"T_hs": "K", "A_hs": "µm^2", "dT_hs_dt": "K/ns", "dA_hs_dt": "µm^2/ns"},
+             "hot_mask": {th: {"f1": 0.5, "iou": 0.3, "n_hotspots_pred": 2.0, "n_hotspots_true": 3.0,
+                               "n_hotspots_rmse": 1.0, "excess_heat_rmse": 5e5} for th in ("700", "875", "1200")}}
         if cov:
             m.update(coverage_1sigma=0.6, coverage_2sigma=0.9, coverage_1sigma_nominal=0.6827,
                      coverage_2sigma_nominal=0.9545, fit_time_s=12.0)
@@ -129,16 +132,23 @@ def test_format_table_is_aligned():
 
     results = {
         "preset": "default",
-        "metrics": {"transfer": model(0.9), "from scratch": model(-0.25), "persistence": model(0.1, cov=False)},
-        "data": {"micro": {"sample": 48}, "meso_train": {"sample": 4},
+        "metrics": {"transfer": model(0.9), "from scratch": model(-0.25), "persistence": model(0.1, cov=False),
+                    "climatology": model(0.4, cov=False)},
+        "data": {"micro": {"sample": 48}, "micro_test": {"sample": 4}, "meso_train": {"sample": 4},
                  "meso_test": {"sample": 4, "time": 20, "y": 128, "x": 192}},
+        "evaluation": {"hotspot_threshold_K": 875.0, "no_hotspot_rmse": {"T_hs": 1000.0, "A_hs": 3000.0},
+                       "micro_reconstruction_rmse_ratio": {"temperature": 0.2, "pressure": 0.1,
+                                                           "microstructure": 0.3}},
         "timings_s": {"fit_micro": 300.0, "simulate": 20.0, "total": 600.0},
     }
     table = format_table(results)
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("metric"))
-    rows = [line for line in lines if line.startswith(("rollout", "RMSE", "coverage", "meso fit"))]
-    assert len(rows) == 1 + 3 + 4 + 2 + 1
+    rows = [line for line in lines
+            if line.startswith(("R²", "mean per-field", "RMSE", "hot-mask", "hotspots", "coverage", "meso fit"))]
+    # R² per field and their mean, RMSE per field, F1 at 3 thresholds, hotspot count, excess heat,
+    # 4 hotspot RMSEs, 2 coverages, fit time.
+    assert len(rows) == 3 + 1 + 3 + 3 + 1 + 1 + 4 + 2 + 1
     # Right-aligned number columns end where the header's column names end.
     for row in rows:
         assert len(row) == len(header)

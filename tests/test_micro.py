@@ -288,7 +288,9 @@ def test_restore_on_divergence_retries_with_halved_rate(micro_pipe, micro_X, cap
 def test_mixed_bfloat16_on_cpu(micro_X):
     est = MicroDynamicsEstimator(**{**TINY, "precision": "mixed_bfloat16", "device": "cpu"})
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
-    assert est._networks.models["encoder/temperature"].layers[1].compute_dtype == "bfloat16"
+    # The first layer after the (float32) standardisation is the first convolution.
+    conv = next(layer for layer in est._networks.models["encoder/temperature"].layers if "conv" in layer.name)
+    assert conv.compute_dtype == "bfloat16"
     pred = pipe.predict(micro_X)
     assert pred.dtype == np.float32 and np.isfinite(pred.values).all()
 
@@ -378,6 +380,7 @@ def test_fresh_decoders_start_at_the_training_mean(micro_X):
     with pytest.warns(UserWarning):
         est.fit(tokens)
     decoded = est.decode(est.encode(tokens))
-    mean = tokens.mean(["sample", "time", "token_y", "token_x", "patch_y", "patch_x"])
-    np.testing.assert_allclose(decoded.values, np.broadcast_to(mean.values[:, None, None, None, None],
-                                                               decoded.shape[2:]), rtol=1e-4, atol=1e-5)
+    dims = ["sample", "time", "token_y", "token_x", "patch_y", "patch_x"]
+    # Un-standardised decoder output: the mean plus a random-init term far below the field's spread.
+    deviation = abs(decoded - tokens.mean(dims)).max(dims)
+    assert (deviation < 0.1 * tokens.std(dims)).all(), (deviation.values, tokens.std(dims).values)
