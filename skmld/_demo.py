@@ -6,9 +6,10 @@ Steps (see ``docs/user_guide.md`` for the same in code):
 2. fit the micro pipeline ``PatchTokenizer → MicroDynamicsEstimator``;
 3. fit the meso pipeline on a few meso samples twice: with the micro model as
    backbone (transfer) and without (from scratch), same data and meso epochs;
-4. evaluate both, and the persistence baseline (initial state repeated), on
-   held-out meso samples: rollout R², field RMSE in physical units, hotspot
-   RMSEs, ±1σ/±2σ coverage, fit times;
+4. evaluate both, and the persistence and climatology baselines, on held-out
+   meso samples: per-field R² and RMSE in physical units, graded and paper
+   hotspot metrics, ±1σ/±2σ coverage, fit times; and the micro VAE's
+   reconstruction of held-out micro samples;
 5. print a table, write figures, ``results.json`` and the fitted meso pipeline.
 
 Sizes come from presets (``PRESETS``): ``"default"`` (≤ 15 min on a 2-core CPU),

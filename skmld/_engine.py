@@ -238,7 +238,9 @@ def make_vae_step(nets: Networks, weights: dict, optimizer, variables, global_ba
             x_hat = dec(draw(z_mean, z_log_var, batch, global_batch, i), training=training)
             sse = reconstruction_sse(xi, x_hat)
             if loss == "calibrated":
-                local_mse = ops.mean(ops.square(ops.cast(xi, "float32") - ops.cast(x_hat, "float32")))
+                sq = ops.square(ops.cast(xi, "float32") - ops.cast(x_hat, "float32"))
+                # Divided by at least 1: a replica's part of the last batch may be empty.
+                local_mse = ops.sum(sq) / tf.cast(tf.maximum(tf.size(sq), 1), tf.float32)
                 rec = 0.5 * pixels * ops.log(local_mse + MIN_PIXEL_VARIANCE) * _share(batch)
             else:
                 rec = _batch_mean(sse, batch)
