@@ -39,24 +39,12 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import RESULTS, evaluate, machine, stage_timer, units, write_json
 
-from skmld._demo import HOT_THRESHOLDS, PRESETS
+from skmld._demo import HOT_THRESHOLDS, PRESETS, _micro_reconstruction
 
 DEFAULT = PRESETS["default"]
 THRESHOLD = DEFAULT.hotspot_threshold  # 875 K
-
-
-def reconstruction_ratio(pipe, X) -> dict:
-    """Per field: RMSE of the VAE's reconstruction of ``X`` (latent means decoded) over the field's std."""
-    tokens, est = pipe["tokens"], pipe[-1]
-    rec = tokens.inverse_transform(est.decode(est.encode(tokens.transform(X))))
-    out = {}
-    for f in X.data_vars:
-        truth = X[f].values.astype(np.float64)
-        out[str(f)] = float(np.sqrt(np.mean((rec[f].values - truth) ** 2)) / truth.std())
-    return out
 
 
 def parse(argv=None):
@@ -122,7 +110,7 @@ def main(argv=None) -> dict:
         entry.update(evaluate(X_test, pred, thresholds=HOT_THRESHOLDS, threshold=THRESHOLD))
         entry["score"] = float(pipe.score(X_test))
         metrics[key] = entry
-    metrics["model"]["vae_reconstruction_ratio"] = reconstruction_ratio(pipes["model"], X_test)
+    metrics["model"]["vae_reconstruction_ratio"] = _micro_reconstruction(pipes["model"], X_test)
     metrics["model"]["final_losses"] = dict(est.history_[-1])
 
     th = f"{THRESHOLD:g}"

@@ -382,7 +382,7 @@ def _add_curves(fig, pred, threshold, label, style) -> None:
 
 def _micro_reconstruction(micro, X) -> dict:
     """Per field, RMSE of the micro VAE's reconstruction of ``X`` (latent means decoded) over a constant's."""
-    tokens, est = micro["tokens"], micro["micro"]
+    tokens, est = micro["tokens"], micro[-1]
     rec = tokens.inverse_transform(est.decode(est.encode(tokens.transform(X))))
     out = {}
     for f in X.data_vars:

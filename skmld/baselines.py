@@ -27,16 +27,13 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from skmld._data import is_lazy as _is_lazy
 from skmld._layout import from_domain, to_domain
 from skmld.metrics import r2_per_field
 
 __all__ = ["ClimatologyBaseline", "PersistenceBaseline"]
 
 _DOMAIN_DIMS = ("sample", "time", "y", "x", "field")
-
-
-def _is_lazy(a) -> bool:
-    return type(a).__module__.startswith("dask.")
 
 
 def _computed(a) -> np.ndarray:
