@@ -11,12 +11,14 @@ from skmld.tokenizer import PatchTokenizer
 __version__ = "0.1.0"
 
 _LAZY = {
+    "CalibratedDynamics": "skmld.calibration",
     "MicroDynamicsEstimator": "skmld.micro",
     "MesoDynamicsEstimator": "skmld.meso",
     "load": "skmld.persistence",
 }
 
 __all__ = [
+    "CalibratedDynamics",
     "ClimatologyBaseline",
     "MesoDynamicsEstimator",
     "MicroDynamicsEstimator",

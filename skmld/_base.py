@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skmld import _checkpoint, _data, _engine
+from skmld import _checkpoint, _data, _engine, _rollout
 from skmld._layout import (
     Layout,
     from_blocks,
@@ -96,10 +96,16 @@ def _deserialize(state: dict) -> keras.Model:
     return model
 
 
-def _locked_rollout(estimator, *args):
-    """``(mean, std)`` of one block, rolled out under :data:`_ROLLOUT_LOCK` (dask calls it from its threads)."""
+def _locked(fn, *args):
+    """``fn(*args)`` under :data:`_ROLLOUT_LOCK` (dask calls rollouts from its threads)."""
     with _ROLLOUT_LOCK:
-        return estimator._rollout_block(*args)[:2]
+        return fn(*args)
+
+
+def _mean_and_std(estimator, x0, n_steps, n_draws, seed):
+    """The mean rollout of ``x0`` and, with ``n_draws``, the standard deviation of its trajectory ensemble."""
+    mean = estimator._rollout_block(x0, n_steps, 0, seed)[0]
+    return mean, (estimator._rollout_block(x0, n_steps, n_draws, seed)[1] if n_draws else None)
 
 
 class LatentDynamicsEstimator(BaseEstimator):
@@ -252,6 +258,8 @@ class LatentDynamicsEstimator(BaseEstimator):
         self.fields_ = list(layout.fields)
         self.ranges_ = None if layout.ranges is None else {f: tuple(r) for f, r in zip(self.fields_, layout.ranges)}
         self.token_shape_ = self._fitted_token_shape(layout)
+        self.bounds_ = None if layout.bounds is None else {
+            f: tuple(None if np.isnan(b) else float(b) for b in pair) for f, pair in zip(self.fields_, layout.bounds)}
         self.__dict__.pop("_rollout_fn", None)
         self.latent_shape_ = (self.token_shape_[0] // DOWNSAMPLING, self.token_shape_[1] // DOWNSAMPLING,
                               self._latent_channels())
@@ -535,48 +543,75 @@ class LatentDynamicsEstimator(BaseEstimator):
             self._check_token_side(layout.domain_shape)
         return x, layout
 
-    def _rollout_rows(self, grid) -> int:
-        """Rows rolled out at once: whole samples (all ``grid`` tokens), about ``max(batch_size, 8)`` rows."""
-        per_sample = 1 if self._whole_domain else int(np.prod(grid))
-        return per_sample * max(1, max(self.batch_size, 8) // per_sample)
+    def _rollout_rows(self, grid, n_draws: int = 0) -> int:
+        """Rows rolled out at once: whole samples (all ``grid`` tokens), about ``max(batch_size, 8)`` rows.
 
-    def _rollout_block(self, x0, n_steps, n_draws, seed):
-        """Rollout from initial frames ``x0`` ``(B, H, W, F)``.
-
-        Returns numpy ``(mean, std, z_mean, z_log_var)``, each ``(B, n_steps + 1, ...)``.
+        An ensemble of ``n_draws`` members counts each member as a row.
         """
-        fn = self.__dict__.get("_rollout_fn")
+        per_sample = 1 if self._whole_domain else int(np.prod(grid))
+        return per_sample * max(1, max(self.batch_size, 8) // (per_sample * max(n_draws, 1)))
+
+    def _compiled_rollout(self, kind: str):
+        """The fitted model's compiled mean rollout or ensemble, traced once per fitted model."""
+        fns = self.__dict__.setdefault("_rollout_fn", {})
+        if kind not in fns:
+            make = _rollout.make_rollout if kind == "mean" else _rollout.make_ensemble
+            lower, upper = _rollout.scaled_bounds(self.bounds_, self.ranges_, self.fields_)
+            fns[kind] = make(self._networks, self._time_ratio, self.jit_compile, lower, upper)
+        return fns[kind]
+
+    def _rollout_block(self, x0, n_steps, n_draws, seed, keep_draws=False):
+        """Rollout from initial frames ``x0`` ``(B, H, W, F)``, as numpy arrays ``(B, n_steps + 1, ...)``.
+
+        ``n_draws == 0``: ``(mean, None, z_mean, z_log_var)``, the latent means
+        stepped and decoded. Otherwise ``(mean, std, draws)`` of a trajectory
+        ensemble (see :func:`skmld._rollout.make_ensemble`); ``draws`` is
+        ``None`` unless ``keep_draws``.
+        """
         _engine.limit_threads()
-        if fn is None:  # traced once per fitted model, then reused by every predict/score
-            fn = self._rollout_fn = _engine.make_rollout(self._networks, self._time_ratio, self.jit_compile)
+        x0 = tf.constant(np.asarray(x0, np.float32))
         with self._device_scope():
-            out = fn(tf.constant(np.asarray(x0, np.float32)), tf.constant(n_steps), tf.constant(n_draws),
-                     tf.constant(seed))
-        return tuple(o.numpy() for o in out)
+            if n_draws == 0:
+                mean, zm, zv = self._compiled_rollout("mean")(x0, tf.constant(n_steps))
+                return mean.numpy(), None, zm.numpy(), zv.numpy()
+            mean, std, draws = self._compiled_rollout("ensemble")(
+                x0, tf.constant(n_steps), tf.constant(n_draws), tf.constant(seed), bool(keep_draws))
+        return mean.numpy(), std.numpy(), draws.numpy() if keep_draws else None
 
     def _rollout(self, x, grid, n_steps, n_draws, seed):
-        """Rollouts of ``x`` ``(N, T, H, W, F)`` from their first frames: ``(mean, std)``, ``(N, n_steps + 1, ...)``.
+        """Rollouts of ``x`` ``(N, T, H, W, F)`` from their first frames, ``(N, n_steps + 1, ...)`` each.
 
+        ``n_draws == 0``: the mean rollout ``(mean, None)``; otherwise the mean
+        rollout and the standard deviation of a trajectory ensemble, ``(mean, std)``.
         Lazy (dask) in, lazy out: each block of samples is rolled out when its
         result is computed, so predictions of a data set larger than memory can be
         written chunk by chunk (e.g. :func:`skmld.write_fields`).
         """
-        rows = _engine.batches(x.shape[0], self._rollout_rows(grid))
+        rows = _engine.batches(x.shape[0], self._rollout_rows(grid, n_draws))
         if not _data.is_lazy(x):
-            parts = [self._rollout_block(x[sl, 0], n_steps, n_draws, seed)[:2] for sl in rows]
-            return tuple(np.concatenate(p) for p in zip(*parts))
+            parts = [_mean_and_std(self, x[sl, 0], n_steps, n_draws, seed) for sl in rows]
+            mean = np.concatenate([p[0] for p in parts])
+            return mean, np.concatenate([p[1] for p in parts]) if n_draws else None
         import dask
         import dask.array as da
 
-        self._rollout_block(np.zeros((1,) + x.shape[2:], np.float32), 1, 0, seed)  # trace before threads call it
-        block = dask.delayed(lambda *args: _locked_rollout(self, *args), pure=True, nout=2)
+        _mean_and_std(self, np.zeros((1,) + x.shape[2:], np.float32), 1, n_draws, seed)  # trace before threads
+        block = dask.delayed(lambda *args: _locked(_mean_and_std, self, *args), pure=True, nout=2)
         means, stds = [], []
         for sl in rows:
             shape = (sl.stop - sl.start, n_steps + 1) + x.shape[2:]
             mean, std = block(x[sl, 0], n_steps, n_draws, seed)
             means.append(da.from_delayed(mean, shape, dtype=np.float32))
             stds.append(da.from_delayed(std, shape, dtype=np.float32))
-        return da.concatenate(means), da.concatenate(stds)
+        return da.concatenate(means), da.concatenate(stds) if n_draws else None
+
+    def _check_rollout_args(self, x, n_steps, n_draws, need_draws: bool):
+        n_steps = x.shape[1] - 1 if n_steps is None else n_steps
+        if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}.")
+        if need_draws and (isinstance(n_draws, bool) or not isinstance(n_draws, Integral) or n_draws < 2):
+            raise ValueError(f"n_draws must be an int >= 2 to estimate a standard deviation, got {n_draws!r}.")
+        return int(n_steps), int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     def predict(self, X, n_steps: int | None = None, return_std: bool = False, n_draws: int = 16):
         """Roll the model out from ``X``'s first time step.
@@ -589,29 +624,54 @@ class LatentDynamicsEstimator(BaseEstimator):
             Steps to predict; ``None`` means ``X``'s time length − 1. Longer
             rollouts extend the time coordinate with its spacing.
         return_std : bool, default=False
-            Also return the standard deviation of ``n_draws`` fields decoded from
-            latent samples ``z = z̄ + exp(zσ/2)·ε``: the model's uncertainty.
+            Also return the standard deviation of a trajectory ensemble: ``n_draws``
+            latent trajectories, each started from a draw of the initial latent
+            posterior and carried through the dynamics with a draw of the
+            predicted latent distribution at every step (see :meth:`predict_draws`),
+            so the spread grows with the lead time as the errors of the dynamics do.
         n_draws : int, default=16
-            Latent draws per step when ``return_std``.
+            Members of the ensemble when ``return_std``.
 
         Returns
         -------
         pred : same type and layout as ``X``
             Fields decoded from the rolled-out latent means, ``n_steps + 1`` times;
             the first is the model's reconstruction of ``X``'s first time step.
+            Values are kept within the fields' bounds (``bounds_``).
         std : same type and layout as ``X``
             Only when ``return_std``.
         """
         x, layout = self._check_predict_input(X)
-        n_steps = x.shape[1] - 1 if n_steps is None else n_steps
-        if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}.")
-        if return_std and (not isinstance(n_draws, Integral) or n_draws < 2):
-            raise ValueError(f"n_draws must be an int >= 2 to estimate a standard deviation, got {n_draws!r}.")
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        mean, std = self._rollout(x, layout.grid_shape, int(n_steps), int(n_draws) if return_std else 0, seed)
+        n_steps, seed = self._check_rollout_args(x, n_steps, n_draws, return_std)
+        mean, std = self._rollout(x, layout.grid_shape, n_steps, int(n_draws) if return_std else 0, seed)
         pred = self._from_arrays(mean, layout)
         return (pred, self._from_arrays(std, layout)) if return_std else pred
+
+    def predict_draws(self, X, n_steps: int | None = None, n_draws: int = 16):
+        """The members of the trajectory ensemble that :meth:`predict` summarises with ``return_std``.
+
+        Parameters
+        ----------
+        X : xarray.DataArray or xarray.Dataset
+            As for :meth:`predict`.
+        n_steps : int, default=None
+            As for :meth:`predict`.
+        n_draws : int, default=16
+            Members of the ensemble (at least 2).
+
+        Returns
+        -------
+        draws : same type and layout as ``X``, with a leading ``draw`` dim
+            Member ``d`` is one latent trajectory decoded, within the fields' bounds.
+        """
+        x, layout = self._check_predict_input(X)
+        n_steps, seed = self._check_rollout_args(x, n_steps, n_draws, True)
+        x = _data.load(x, 0, x.shape[0]) if _data.is_lazy(x) else x
+        parts = [self._rollout_block(x[sl, 0], n_steps, int(n_draws), seed, keep_draws=True)[2]
+                 for sl in _engine.batches(x.shape[0], self._rollout_rows(layout.grid_shape, n_draws))]
+        draws = np.concatenate(parts)  # (N, D, T, H, W, F)
+        members = [self._from_arrays(draws[:, d], layout) for d in range(draws.shape[1])]
+        return xr.concat(members, dim="draw", coords="minimal", compat="override")
 
     def score(self, X, y=None) -> float:
         """Mean over fields of each field's R² of the rollout against ``X``.

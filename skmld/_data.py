@@ -24,12 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from skmld.fields import is_lazy  # noqa: F401 (the estimators' name for it)
+
 GROUP_BYTES = 32 * 2**20  # dask blocks read together and shuffled across (bounds memory, mixes samples)
-
-
-def is_lazy(a) -> bool:
-    """Whether ``a`` is a dask array (read chunk by chunk, never whole)."""
-    return type(a).__module__.startswith("dask.")
 
 
 def blocks(a) -> list[tuple[int, int]]:

@@ -55,6 +55,7 @@ class DemoConfig:
     coupled_epochs: int
     meso_epochs: int
     n_micro_test: int = 4
+    n_meso_calibration: int = 4  # held-out meso samples the spread is calibrated on
     batch_size: int = 8
     learning_rate: float = 1e-3
     n_draws: int = 16
@@ -72,13 +73,14 @@ PRESETS = {
     "quick": DemoConfig(
         n_micro=16, n_meso_train=2, n_meso_test=2, micro_shape=(32, 64), meso_shape=(64, 128), n_steps=12,
         filters=4, dynamics_filters=4, horizons=(1,),
-        vae_epochs=4, decoupled_epochs=2, coupled_epochs=2, meso_epochs=2,
+        vae_epochs=4, decoupled_epochs=2, coupled_epochs=2, meso_epochs=2, n_meso_calibration=2,
     ),
     "tiny": DemoConfig(
         n_micro=4, n_meso_train=1, n_meso_test=1, micro_shape=(32, 32), meso_shape=(64, 64), n_steps=4,
         filters=2, dynamics_filters=2, horizons=(1,),
         # No decoupled stage: each training stage costs seconds of tracing, whatever the data size.
         vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, meso_epochs=1, n_draws=2, n_micro_test=1,
+        n_meso_calibration=1,
     ),
 }
 
@@ -179,6 +181,44 @@ def _evaluate(name, truth, pred, std, threshold) -> dict:
     return out
 
 
+def _probabilistic(tokenizer, calibrated, data, tokens, draws) -> tuple[dict, dict]:
+    """Coverage, spread–skill and CRPS of the transfer model's ensemble ``draws`` of ``data``, calibrated or not.
+
+    Also the CRPS of a zero-spread prediction. Returns the per-field summary and
+    the score Datasets (for the plots).
+    """
+    import xarray as xr
+
+    from skmld.metrics import probabilistic_scores
+
+    truth = _after_first(data)
+    mean_t = calibrated.estimator_.predict(tokens)
+    mean = _after_first(tokenizer.inverse_transform(mean_t))
+    spreads = {"uncalibrated": (draws.std("draw", ddof=1), draws),
+               "calibrated": (calibrated.calibrated_std(draws.std("draw", ddof=1)),
+                              calibrated.calibrated_draws(draws, mean_t, random_state=0))}
+    summary, datasets = {}, {}
+    for name, (std_t, draws_t) in spreads.items():
+        std = _after_first(_physical_std(tokenizer, mean_t, std_t))
+        members = xr.concat([_after_first(tokenizer.inverse_transform(draws_t.isel(draw=d)))
+                             for d in range(draws_t.sizes["draw"])], "draw")
+        ds = probabilistic_scores(truth, mean, std, draws=members)
+        datasets[name], summary[name] = ds, _probabilistic_summary(ds)
+    zero = probabilistic_scores(truth, mean, xr.zeros_like(mean))
+    summary["zero spread"] = {"crps": {str(f): _float(zero["crps_overall"].sel(field=f)) for f in zero["field"].values}}
+    logger.info("uncertainty: %s", summary)
+    return summary, datasets
+
+
+def _probabilistic_summary(ds) -> dict:
+    fields = [str(f) for f in ds["field"].values]
+    out = {f"coverage_{k:g}sigma": {f: _float(ds["coverage_overall"].sel(field=f, k=k)) for f in fields}
+           for k in ds["k"].values}
+    out["spread_skill"] = {f: _float(ds["spread_skill_overall"].sel(field=f)) for f in fields}
+    out["crps"] = {f: _float(ds["crps_overall"].sel(field=f)) for f in fields}
+    return out
+
+
 def _no_hotspot_rmse(truth, threshold) -> dict:
     """RMSE of T_hs and A_hs of a prediction without any hotspot: the truth's RMS, the bar to clear."""
     from skmld.metrics import hotspot_rmse
@@ -206,6 +246,7 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     from sklearn.pipeline import Pipeline
 
     from skmld import (
+        CalibratedDynamics,
         ClimatologyBaseline,
         MesoDynamicsEstimator,
         MicroDynamicsEstimator,
@@ -213,7 +254,7 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         PersistenceBaseline,
     )
     from skmld.datasets import make_pore_collapse
-    from skmld.plotting import plot_history, plot_hotspots, plot_rollout
+    from skmld.plotting import plot_history, plot_hotspots, plot_reliability, plot_rollout, plot_spread_skill
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,15 +266,17 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     logger.info("simulating %d micro samples", config.n_micro)
     micro_X = make_pore_collapse("micro", config.n_micro, shape=config.micro_shape, n_steps=config.n_steps,
                                  random_state=seed, progress=progress)
-    n_meso = config.n_meso_train + config.n_meso_test
-    logger.info("simulating %d meso samples (%d train, %d held out)", n_meso, config.n_meso_train,
-                config.n_meso_test)
+    n_meso = config.n_meso_train + config.n_meso_test + config.n_meso_calibration
+    logger.info("simulating %d meso samples (%d train, %d held out, %d to calibrate the spread)", n_meso,
+                config.n_meso_train, config.n_meso_test, config.n_meso_calibration)
     meso_X = make_pore_collapse("meso", n_meso, shape=config.meso_shape, n_steps=config.n_steps,
                                 random_state=seed + 1, progress=progress)
     micro_test = make_pore_collapse("micro", config.n_micro_test, shape=config.micro_shape, n_steps=config.n_steps,
                                     random_state=seed + 2)
     meso_train = meso_X.isel(sample=slice(0, config.n_meso_train))
-    meso_test = meso_X.isel(sample=slice(config.n_meso_train, None))
+    n_fit = config.n_meso_train + config.n_meso_test
+    meso_test = meso_X.isel(sample=slice(config.n_meso_train, n_fit))
+    meso_calibration = meso_X.isel(sample=slice(n_fit, None))
     timings["simulate"] = time.perf_counter() - t0
 
     # 2. micro -------------------------------------------------------------------
@@ -285,12 +328,15 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     for pipe in baselines.values():
         pipe.fit(meso_train)
     metrics, predictions = {}, {}
+    test_tokens = tokenizer.transform(meso_test)
+    # One trajectory ensemble of the transfer model per sample set, shared by every spread
+    # computed from it (uncalibrated, calibrated): the ensembles are the slow part.
+    draws_test = pipes["transfer"]["meso"].predict_draws(test_tokens, n_draws=config.n_draws)
     for name, pipe in {**pipes, **baselines}.items():
-        if name in pipes:
-            pred_tokens, std_tokens = pipe.predict(meso_test, return_std=True, n_draws=config.n_draws)
-            std = _physical_std(tokenizer, pred_tokens, std_tokens)
-        else:
-            pred_tokens, std = pipe.predict(meso_test), None
+        pred_tokens = pipe.predict(meso_test)
+        std = None
+        if name == "transfer":
+            std = _physical_std(tokenizer, pred_tokens, draws_test.std("draw", ddof=1))
         pred = tokenizer.inverse_transform(pred_tokens)
         predictions[name] = (pred, std)
         metrics[name] = _evaluate(name, meso_test, pred, std, config.hotspot_threshold)
@@ -298,8 +344,28 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
             metrics[name]["score"] = float(pipe.score(meso_test))
     metrics["transfer"]["fit_time_s"] = timings["fit_meso_transfer"]
     metrics["from scratch"]["fit_time_s"] = timings["fit_meso_from_scratch"]
-    no_hotspot = _no_hotspot_rmse(meso_test, config.hotspot_threshold)
     timings["evaluate"] = time.perf_counter() - t0
+
+    # 5. the spread calibrated on samples of its own, judged on the held-out ones -----
+    t0 = time.perf_counter()
+    calibrated = Pipeline([
+        ("tokens", tokenizer),
+        ("meso", CalibratedDynamics(pipes["transfer"]["meso"], cv="prefit", n_draws=config.n_draws)),
+    ])
+    calibrated["meso"].fit(tokenizer.transform(meso_calibration))
+    est = pipes["transfer"]["meso"]
+    calibration_tokens = tokenizer.transform(meso_calibration)
+    ensembles = {"held_out": (meso_test, test_tokens, draws_test),
+                 "calibration": (meso_calibration, calibration_tokens,
+                                 est.predict_draws(calibration_tokens, n_draws=config.n_draws))}
+    uncertainty, scores = {}, {}
+    for set_name, (data, tokens, draws) in ensembles.items():
+        uncertainty[set_name], scores[set_name] = _probabilistic(tokenizer, calibrated["meso"], data, tokens, draws)
+    timings["calibrate"] = time.perf_counter() - t0
+    pred, _ = predictions["transfer"]
+    std_tokens = calibrated["meso"].calibrated_std(draws_test.std("draw", ddof=1))
+    predictions["transfer"] = (pred, _physical_std(tokenizer, tokenizer.transform(pred), std_tokens))
+    no_hotspot = _no_hotspot_rmse(meso_test, config.hotspot_threshold)
 
     # 5. figures and files ---------------------------------------------------------------
     t0 = time.perf_counter()
@@ -316,6 +382,14 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         band.set_label("transfer ± std")
     fig.axes[0].legend(fontsize=8)
     fig.savefig(out_dir / files["hotspots"], dpi=110, format="png")
+    files["reliability"] = "reliability.png"
+    plot_reliability(scores["held_out"]["calibrated"], path=out_dir / files["reliability"])
+    files["reliability_uncalibrated"] = "reliability_uncalibrated.png"
+    plot_reliability(scores["held_out"]["uncalibrated"], path=out_dir / files["reliability_uncalibrated"])
+    files["spread_skill"] = "spread_skill.png"
+    plot_spread_skill(scores["held_out"]["calibrated"], path=out_dir / files["spread_skill"])
+    files["spread_skill_uncalibrated"] = "spread_skill_uncalibrated.png"
+    plot_spread_skill(scores["held_out"]["uncalibrated"], path=out_dir / files["spread_skill_uncalibrated"])
     files["history_micro"] = "history_micro.png"
     plot_history(micro, path=out_dir / files["history_micro"])
     files["history_meso"] = "history_meso.png"
@@ -324,8 +398,8 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     plot_history(pipes["from scratch"], path=out_dir / files["history_meso_scratch"])
 
     files["pipeline_pickle"] = "meso_pipeline.pkl"
-    joblib.dump(pipes["transfer"], out_dir / files["pipeline_pickle"])
-    saved = _save_safe(pipes["transfer"], out_dir / "meso_pipeline.skmld")
+    joblib.dump(calibrated, out_dir / files["pipeline_pickle"])
+    saved = _save_safe(calibrated, out_dir / "meso_pipeline.skmld")
     if saved:
         files["pipeline_skmld"] = "meso_pipeline.skmld"
     timings["write"] = time.perf_counter() - t0
@@ -358,6 +432,12 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
                                      "reconstruction over that of a constant field at the mean"),
         },
         "metrics": metrics,
+        "uncertainty": {
+            "on": {"held_out": f"the {config.n_meso_test} held-out meso samples",
+                   "calibration": f"the {config.n_meso_calibration} meso samples the spread was calibrated on"},
+            "model": "transfer: ensemble of n_draws latent trajectories, spread calibrated per field and lead time",
+            **uncertainty,
+        },
         "timings_s": timings,
         "history_lengths": {"micro": len(micro["micro"].history_),
                             **{k: len(p["meso"].history_) for k, p in pipes.items()}},
@@ -478,6 +558,29 @@ def format_table(results: dict) -> str:
     return "\n".join([title, rule, line(header), rule, *map(line, body), rule, *footer])
 
 
+def format_uncertainty_table(results: dict) -> str:
+    """Per field: coverage, spread–skill ratio and CRPS of the transfer model's ensemble, before and after calibration."""
+    u = results["uncertainty"]
+    rows = []
+    for set_name in ("held_out", "calibration"):
+        for model in ("uncalibrated", "calibrated"):
+            m = u[set_name][model]
+            for f in m["crps"]:
+                rows.append((set_name.replace("_", " "), model, f, m["coverage_1sigma"][f], m["coverage_2sigma"][f],
+                             m["spread_skill"][f], m["crps"][f], u[set_name]["zero spread"]["crps"][f]))
+    header = ("samples", "spread", "field", "cov ±1σ (0.683)", "cov ±2σ (0.954)", "spread/skill (1)", "CRPS",
+              "CRPS zero spread")
+    body = [(*r[:3], *(f"{v:.3g}" for v in r[3:])) for r in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join([c.ljust(w) for c, w in zip(r[:3], widths[:3])] + [c.rjust(w) for c, w in zip(r[3:], widths[3:])])
+
+    rule = "-" * len(line(header))
+    note = "CRPS in each field's physical units; calibration fitted on the 'calibration' samples only"
+    return "\n".join([rule, line(header), rule, *map(line, body), rule, note])
+
+
 def main(args) -> int:
     """Entry point of ``python -m skmld demo`` (``args`` from the CLI parser)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -493,5 +596,7 @@ def main(args) -> int:
     with logging_redirect_tqdm(loggers=[logging.getLogger("skmld")]):
         results = run_demo(config, args.out, seed=args.seed, progress=not args.quiet, preset=preset)
     print(format_table(results))
+    print()
+    print(format_uncertainty_table(results))
     print(f"\nfigures, results.json and the fitted meso pipeline are in {Path(args.out).resolve()}")
     return 0

@@ -344,50 +344,6 @@ def make_dynamics_step(
                     ("latent_mean", "latent_log_var", "multistep", "loss"))
 
 
-def make_rollout(nets: Networks, time_ratio: int, jit: bool):
-    """One compiled function: encode the initial frames, step, decode every step.
-
-    ``rollout(x0, n_steps, n_draws, seed)`` returns ``(mean, std, z_mean, z_log_var)``
-    with fields ``(B, n_steps + 1, H, W, F)``; ``mean`` decodes the latent means,
-    ``std`` is the standard deviation of ``n_draws`` decoded latent samples
-    (zeros when ``n_draws == 0``).
-    """
-    stepper = nets.stepper()
-
-    @tf.function(jit_compile=jit, reduce_retracing=True)
-    def rollout(x0, n_steps, n_draws, seed):
-        zm, zv = nets.encode(x0)
-        means = tf.TensorArray(tf.float32, size=n_steps + 1)
-        stds = tf.TensorArray(tf.float32, size=n_steps + 1)
-        zms = tf.TensorArray(tf.float32, size=n_steps + 1)
-        zvs = tf.TensorArray(tf.float32, size=n_steps + 1)
-        for s in tf.range(n_steps + 1):
-            if s > 0:
-                for _ in range(time_ratio):
-                    zm, zv = stepper(zm, zv)
-            mean = tf.cast(nets.decode(zm), tf.float32)
-            total = tf.zeros_like(mean)
-            total_sq = tf.zeros_like(mean)
-            for d in tf.range(n_draws):
-                eps = tf.random.stateless_normal(tf.shape(zm), seed=tf.stack([seed, s * n_draws + d]))
-                draw = tf.cast(nets.decode(zm + tf.exp(0.5 * zv) * eps), tf.float32)
-                total += draw
-                total_sq += tf.square(draw)
-            k = tf.cast(tf.maximum(n_draws, 1), tf.float32)
-            var = tf.maximum(total_sq / k - tf.square(total / k), 0.0)
-            means = means.write(s, mean)
-            stds = stds.write(s, tf.sqrt(var))
-            zms = zms.write(s, zm)
-            zvs = zvs.write(s, zv)
-
-        def stack(ta):
-            return tf.transpose(ta.stack(), tf.concat([[1, 0], tf.range(2, 5)], 0))
-
-        return stack(means), stack(stds), stack(zms), stack(zvs)
-
-    return rollout
-
-
 def batches(n: int, size: int):
     """Slices covering ``range(n)`` in chunks of ``size``."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]

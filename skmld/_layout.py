@@ -40,6 +40,7 @@ class Layout:
     as_dataset: bool = False
     field_attrs: dict = field(default_factory=dict)
     ranges: list | None = None
+    bounds: list | None = None  # physical [lo, hi] per field, NaN where unbounded (tokens' skmld_bounds)
 
     @property
     def domain_shape(self) -> tuple[int, int]:
@@ -109,6 +110,23 @@ def _check_token_attrs(X: xr.DataArray, name: str) -> None:
             raise ValueError(message)
 
 
+def _bounds_attr(X: xr.DataArray, name: str) -> list | None:
+    """The tokens' ``skmld_bounds``: a ``[lo, hi]`` pair per field, NaN where unbounded."""
+    if "skmld_bounds" not in X.attrs:
+        return None
+    try:
+        bounds = np.asarray(X.attrs["skmld_bounds"], dtype=float)
+    except (TypeError, ValueError):
+        bounds = None
+    if bounds is None or bounds.shape != (X.sizes["field"], 2) or np.isinf(bounds).any() \
+            or (bounds[:, 1] < bounds[:, 0]).any():
+        raise ValueError(
+            f"{name}'s skmld_bounds attribute {X.attrs['skmld_bounds']!r} must hold a (min, max) pair per "
+            f"field ({X.sizes['field']} fields), NaN where a field has no bound."
+        )
+    return bounds.tolist()
+
+
 def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
     """Name the field, sample and time of the first NaN/inf (values in ``_WHOLE``-like order)."""
     # A float64 sum per (sample, time) is finite iff every value is (float32 values
@@ -153,6 +171,7 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
             time=X["time"] if "time" in X.coords else xr.DataArray(np.arange(T), dims="time"),
             attrs=dict(X.attrs),
             ranges=[list(map(float, r)) for r in X.attrs["skmld_ranges"]] if "skmld_ranges" in X.attrs else None,
+            bounds=_bounds_attr(X, name),
         )
         if [str(f) for f in X["field"].values] != layout.fields:
             raise ValueError(

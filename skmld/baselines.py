@@ -27,7 +27,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from skmld._data import is_lazy as _is_lazy
+from skmld.fields import is_lazy as _is_lazy
 from skmld._layout import from_domain, to_domain
 from skmld.metrics import r2_per_field
 

@@ -44,6 +44,11 @@ _TIME_RTOL = 1e-6
 _SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr"}
 
 
+def is_lazy(a) -> bool:
+    """Whether ``a`` (an array, or the ``.data`` of an xarray object) is a dask array, read chunk by chunk."""
+    return type(a).__module__.startswith("dask.")
+
+
 class _FieldView(NamedTuple):
     """Fields of a Dataset or DataArray, one DataArray each, without stacking.
 
@@ -56,6 +61,8 @@ class _FieldView(NamedTuple):
     units: dict[Hashable, str]  # only fields that have units
     attrs: dict[str, Any]
     kind: type  # xr.Dataset or xr.DataArray
+    # CF ``valid_min``/``valid_max`` of Dataset variables: field -> (lo or None, hi or None)
+    bounds: dict[Hashable, tuple] = {}  # noqa: RUF012 (never mutated)
 
 
 def _dims_error(name: str, what: str, dims, expected) -> ValueError | None:
@@ -84,7 +91,7 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
     if isinstance(obj, xr.Dataset):
         if not obj.data_vars:
             raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
-        arrays, units = [], {}
+        arrays, units, bounds = [], {}, {}
         for var, arr in obj.data_vars.items():
             err = _dims_error(name, f" variable {var!r}", arr.dims, VARIABLE_DIMS)
             if err is not None:
@@ -92,7 +99,10 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
             arrays.append(arr.transpose(*VARIABLE_DIMS))
             if "units" in arr.attrs:
                 units[var] = str(arr.attrs["units"])
-        return _FieldView(list(obj.data_vars), arrays, units, dict(obj.attrs), xr.Dataset)
+            lo, hi = (arr.attrs.get(k) for k in ("valid_min", "valid_max"))
+            if lo is not None or hi is not None:
+                bounds[var] = (None if lo is None else float(lo), None if hi is None else float(hi))
+        return _FieldView(list(obj.data_vars), arrays, units, dict(obj.attrs), xr.Dataset, bounds)
     if isinstance(obj, xr.DataArray):
         err = _dims_error(name, "", obj.dims, FIELD_DIMS)
         if err is not None:

@@ -8,6 +8,15 @@ An skmld model file is one zip archive::
     root/backbone/estimator.json       a meso estimator's backbone (a nested entry) ...
     root/backbone/models/...
     root/steps/<i>/estimator.json      ... or the steps of a Pipeline
+    root/estimator/estimator.json      ... or a CalibratedDynamics's estimator and, unless
+    root/estimator_/estimator.json         it is that same object, its fitted estimator_
+
+An object met a second time (``estimator_`` that is ``estimator`` with
+``cv="prefit"``, a backbone shared by two meso estimators) is written once;
+its later manifest entries are ``{"same_as": "<path of the first>"}``, and
+loading restores the identity. The ``estimator`` of a cross-validated
+CalibratedDynamics may be unfitted: its entry has ``"fitted": false`` and its
+member holds parameters only.
 
 ``manifest.json`` names the class of every object in the tree; only the
 classes of :data:`CLASSES` can be rebuilt. Parameters and fitted attributes
@@ -41,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["FORMAT_VERSION", "CLASSES", "save", "load"]
@@ -52,6 +62,7 @@ CLASSES: dict[str, str] = {
     "MicroDynamicsEstimator": "skmld.micro",
     "MesoDynamicsEstimator": "skmld.meso",
     "PatchTokenizer": "skmld.tokenizer",
+    "CalibratedDynamics": "skmld.calibration",
     "Pipeline": "sklearn.pipeline",
 }
 _NETWORK_CLASSES = ("MicroDynamicsEstimator", "MesoDynamicsEstimator")
@@ -279,6 +290,12 @@ def _history(v) -> bool:
     )
 
 
+def _bounds(v) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(b, tuple | list) and len(b) == 2
+        and all(x is None or (isinstance(x, float) and math.isfinite(x)) for x in b) for k, b in v.items())
+
+
 def _str_dict(v) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
 
@@ -289,9 +306,38 @@ def _variables(v) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, xr.Variable) for k, x in v.items())
 
 
+def _float_matrix(v) -> bool:
+    return (isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.dtype.itemsize == 8 and v.ndim == 2
+            and v.shape[1] >= 1 and bool(np.isfinite(v).all()) and bool((v >= 0).all()))
+
+
+def _count_matrix(v) -> bool:
+    return (isinstance(v, np.ndarray) and v.dtype.kind == "i" and v.dtype.itemsize == 8 and v.ndim == 2
+            and v.shape[1] >= 1 and bool((v >= 0).all()))
+
+
+_CALIBRATION_ARRAYS = ("scale_", "offset_", "n_calibration_pixels_")
+
+
+def _check_calibration(fitted: dict) -> str | None:
+    """Why a CalibratedDynamics's (individually valid) fitted arrays do not fit together, or None."""
+    from collections import Counter
+
+    n_fields = len(fitted["fields_"])
+    n_lead = Counter(fitted[name].shape[1] for name in _CALIBRATION_ARRAYS).most_common(1)[0][0]
+    for name in _CALIBRATION_ARRAYS:
+        shape = fitted[name].shape
+        if shape != (n_fields, n_lead):
+            return (f"fitted attribute {name!r} has shape {shape}; scale_, offset_ and n_calibration_pixels_ "
+                    f"must all have shape (n_fields, n_lead_times) = {(n_fields, n_lead)}, with n_fields = "
+                    f"len(fields_) = {n_fields}.")
+    return None
+
+
 _NETWORK_ATTRS = {
     "fields_": ("a list of field names", _str_list),
     "ranges_": ("None or a dict of field -> (min, max)", lambda v: v is None or _ranges(v)),
+    "bounds_": ("None or a dict of field -> (min or None, max or None)", lambda v: v is None or _bounds(v)),
     "token_shape_": ("a pair of ints", _int_tuple(2)),
     "latent_shape_": ("a triple of ints", _int_tuple(3)),
     "history_": ("a list of dicts of loss terms", _history),
@@ -304,6 +350,7 @@ _FITTED = {
         "fields_": ("a list of field names", _str_list),
         "ranges_": ("a dict of field -> (min, max)", _ranges),
         "units_": ("a dict of field -> units", _str_dict),
+        "bounds_": ("a dict of field -> (min or None, max or None)", _bounds),
         "input_shape_": ("a pair of ints", _int_tuple(2)),
         "token_shape_": ("a pair of ints", _int_tuple(2)),
         "grid_shape_": ("a pair of ints", _int_tuple(2)),
@@ -312,7 +359,15 @@ _FITTED = {
         "_attrs": ("a dict", lambda v: isinstance(v, dict)),
         "_spatial_coords": ("a dict of name -> xarray variable", _variables),
     },
+    "CalibratedDynamics": {
+        "fields_": ("a list of field names", _str_list),
+        "scale_": ("a finite, non-negative float64 array of shape (n_fields, n_lead_times)", _float_matrix),
+        "offset_": ("a finite, non-negative float64 array of shape (n_fields, n_lead_times)", _float_matrix),
+        "n_calibration_pixels_": ("a non-negative int64 array of shape (n_fields, n_lead_times)", _count_matrix),
+    },
 }
+#: Checks across the fitted attributes of a class: fitted -> None or what is wrong.
+_CONSISTENT = {"CalibratedDynamics": _check_calibration}
 
 
 # ----------------------------------------------------------------------- archive
@@ -387,8 +442,19 @@ def _member_name(prefix: str, network: str) -> str:
     return f"{prefix}models/{network}.keras"
 
 
-def _write_object(obj, prefix: str, members: dict, where: str) -> dict:
-    """Add ``obj``'s members under ``prefix``; return its manifest entry."""
+def _write_object(obj, prefix: str, members: dict, where: str, seen: dict | None = None,
+                  allow_unfitted: bool = False) -> dict:
+    """Add ``obj``'s members under ``prefix``; return its manifest entry.
+
+    ``seen`` maps ``id()`` of the objects written so far to their paths: an
+    object met again is written as ``{"same_as": path}``. Only where
+    ``allow_unfitted`` (a CalibratedDynamics's estimator) may ``obj`` be unfitted.
+    """
+    seen = {} if seen is None else seen
+    if id(obj) in seen:
+        if not allow_unfitted and type(obj).__name__ != "Pipeline":
+            check_is_fitted(obj)
+        return {"same_as": seen[id(obj)][1]}
     cls = type(obj).__name__
     if CLASSES.get(cls) != type(obj).__module__:
         allowed = ", ".join(CLASSES)
@@ -408,24 +474,47 @@ def _write_object(obj, prefix: str, members: dict, where: str) -> dict:
                 entry["steps"].append([name, step])
             else:
                 entry["steps"].append([name, _write_object(step, f"{prefix}steps/{i}/", members,
-                                                           f"{where} step {name!r}")])
+                                                           f"{where} step {name!r}", seen)])
         members[prefix + _ESTIMATOR] = _json_bytes({"params": _encode_attrs(params, where)})
+        seen[id(obj)] = (obj, prefix)
         return entry
 
-    check_is_fitted(obj)
+    if cls == "CalibratedDynamics":
+        _check_storable_cv(obj.cv, where)
+    try:
+        check_is_fitted(obj)
+        fitted = True
+    except NotFittedError:
+        if not allow_unfitted:
+            raise
+        fitted = False
     params = obj.get_params(deep=False)
-    state = {k: v for k, v in vars(obj).items() if k not in params and k not in _RUNTIME_ATTRS}
-    if cls == "PatchTokenizer":
-        state["_fit_kind"] = state["_fit_kind"].__name__
-    doc = {"params": None, "fitted": _encode_attrs(state, where)}
+    if not fitted:
+        entry["fitted"] = False
     if cls == "MesoDynamicsEstimator" and params.get("backbone") is not None:
         entry["backbone"] = _write_object(params["backbone"], f"{prefix}backbone/", members,
-                                          f"{where}'s backbone")
+                                          f"{where}'s backbone", seen, allow_unfitted=not fitted)
     params.pop("backbone", None)
+    if cls == "CalibratedDynamics":
+        for key, value, unfitted_ok in (("estimator", params.pop("estimator"), True),
+                                        ("estimator_", obj.estimator_, False)):
+            if CLASSES.get(type(value).__name__) == type(value).__module__ and \
+                    type(value).__name__ not in _NETWORK_CLASSES:
+                raise TypeError(f"{where}'s {key} is a {type(value).__module__}.{type(value).__qualname__}; "
+                                "skmld's safe format stores a CalibratedDynamics of a MicroDynamicsEstimator "
+                                "or MesoDynamicsEstimator only.")
+            entry[key] = _write_object(value, f"{prefix}{key}/", members, f"{where}'s {key}", seen,
+                                       allow_unfitted=unfitted_ok)
     if params.get("distribute") is not None:
         params["distribute"] = None  # a strategy is a runtime resource of the process that made it
-    doc["params"] = _encode_attrs(params, where)
-    if cls in _NETWORK_CLASSES:
+    doc = {"params": _encode_attrs(params, where)}
+    if fitted:
+        skip = (*params, *_RUNTIME_ATTRS, "backbone", "estimator", "estimator_")
+        state = {k: v for k, v in vars(obj).items() if k not in skip}
+        if cls == "PatchTokenizer":
+            state["_fit_kind"] = state["_fit_kind"].__name__
+        doc["fitted"] = _encode_attrs(state, where)
+    if fitted and cls in _NETWORK_CLASSES:
         nets = obj._networks
         models = _owned_models(obj)
         doc["networks"] = {
@@ -436,7 +525,22 @@ def _write_object(obj, prefix: str, members: dict, where: str) -> dict:
         for name, model in models.items():
             members[_member_name(prefix, name)] = _keras_bytes(model)
     members[prefix + _ESTIMATOR] = _json_bytes(doc)
+    seen[id(obj)] = (obj, prefix)
     return entry
+
+
+def _storable_cv(cv) -> bool:
+    return cv is None or (isinstance(cv, str) and cv == "prefit") or (
+        isinstance(cv, Integral) and not isinstance(cv, (bool, np.bool_)))
+
+
+def _check_storable_cv(cv, where: str) -> None:
+    if not _storable_cv(cv):
+        raise TypeError(
+            f"{where} has cv={cv!r} (a {type(cv).__module__}.{type(cv).__qualname__}), which skmld's safe format "
+            "cannot store: a cross-validation splitter or iterable of splits is an object, not data. Set "
+            "cv='prefit' or an int (e.g. est.set_params(cv=5), which changes no fitted attribute) before saving."
+        )
 
 
 def _encode_attrs(attrs: dict, where: str) -> dict:
@@ -448,9 +552,11 @@ def save(estimator: BaseEstimator, path: str | os.PathLike | io.IOBase) -> None:
 
     Parameters
     ----------
-    estimator : MicroDynamicsEstimator, MesoDynamicsEstimator, PatchTokenizer or Pipeline
+    estimator : MicroDynamicsEstimator, MesoDynamicsEstimator, PatchTokenizer, CalibratedDynamics or Pipeline
         Fitted; a Pipeline's steps must be skmld estimators (or ``"passthrough"``).
-        A meso estimator's backbone is stored with it.
+        A meso estimator's backbone is stored with it, and a
+        CalibratedDynamics's ``estimator`` (fitted or not) and ``estimator_``
+        with it, once when they are the same object.
     path : str, path-like or binary file object
         Where to write. A path is written atomically (a temporary file renamed).
 
@@ -460,7 +566,8 @@ def save(estimator: BaseEstimator, path: str | os.PathLike | io.IOBase) -> None:
         If the estimator (or a Pipeline step) is not fitted.
     TypeError
         If it is not one of the classes skmld's format stores, or holds a value
-        the format cannot store.
+        the format cannot store (such as a CalibratedDynamics's ``cv`` that is a
+        splitter: set ``cv="prefit"`` or an int first).
 
     See Also
     --------
@@ -517,8 +624,10 @@ def _versions(root: dict) -> dict:
 def _has_networks(entry) -> bool:
     if not isinstance(entry, dict):
         return False
+    steps = entry.get("steps", ())
     return entry.get("class") in _NETWORK_CLASSES or any(
-        _has_networks(s[1]) for s in entry.get("steps", ()) if isinstance(s, list) and len(s) == 2)
+        _has_networks(s[1]) for s in steps if isinstance(s, list) and len(s) == 2) or any(
+        _has_networks(entry.get(key)) for key in ("backbone", "estimator", "estimator_"))
 
 
 # -------------------------------------------------------------------------- load
@@ -587,12 +696,38 @@ def _import_class(name: str):
     return getattr(importlib.import_module(CLASSES[name]), name)
 
 
-def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int = 0):
+def _is_fitted(obj) -> bool:
+    try:
+        check_is_fitted(obj)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int = 0, seen: dict | None = None,
+                 allow_unfitted: bool = False):
+    """Rebuild the object of manifest ``entry``.
+
+    ``seen`` maps the paths of the objects read so far to them, for
+    ``{"same_as": path}`` entries; only where ``allow_unfitted`` (a
+    CalibratedDynamics's estimator) may the object be unfitted.
+    """
+    seen = {} if seen is None else seen
     where = f"{_MANIFEST!r} entry {expected_prefix!r}"
     if depth > 8:
         raise ValueError(f"{reader.source}: {where} nests objects too deep.")
     if not isinstance(entry, dict):
         raise ValueError(f"{reader.source}: {where} must be a JSON object, got {_short(entry)}.")
+    if "same_as" in entry:
+        ref = entry["same_as"]
+        if set(entry) != {"same_as"} or not isinstance(ref, str) or ref not in seen:
+            raise ValueError(f"{reader.source}: {where} must be {{\"same_as\": path}} with the path of an object "
+                             f"stored before it, got {_short(entry)}.")
+        obj = seen[ref]
+        if not allow_unfitted and not _is_fitted(obj):
+            raise ValueError(f"{reader.source}: {where} refers to {ref!r}, which is stored unfitted; a fitted "
+                             "object is needed here.")
+        return obj
     cls_name = entry.get("class")
     if not isinstance(cls_name, str) or cls_name not in CLASSES:
         raise ValueError(
@@ -601,6 +736,11 @@ def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int =
         )
     if entry.get("path") != expected_prefix:
         raise ValueError(f"{reader.source}: {where} has path {entry.get('path')!r}, expected {expected_prefix!r}.")
+    fitted_flag = entry.get("fitted", True)
+    unfitted_ok = allow_unfitted and cls_name in _NETWORK_CLASSES
+    if fitted_flag is not True and (fitted_flag is not False or not unfitted_ok):
+        raise ValueError(f"{reader.source}: {where} has fitted={_short(fitted_flag)}; only a CalibratedDynamics's "
+                         "estimator may be stored unfitted (\"fitted\": false).")
     member = expected_prefix + _ESTIMATOR
     doc = reader.json(member, f"parameters of the {cls_name}")
     params = _decode_attrs(doc.get("params"), reader, member, "params")
@@ -617,20 +757,22 @@ def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int =
                                  f"got {_short(pair)}.")
             name, sub = pair
             step = sub if sub is None or sub == "passthrough" else _read_object(
-                sub, f"{expected_prefix}steps/{i}/", reader, depth + 1)
+                sub, f"{expected_prefix}steps/{i}/", reader, depth + 1, seen)
             steps.append((name, step))
         try:
             pipe = cls(steps, **params)
             pipe._validate_params()
         except (TypeError, ValueError) as e:
             raise _invalid(reader, member, f"invalid Pipeline parameters: {e}") from None
+        seen[expected_prefix] = pipe
         return pipe
 
     backbone = None
     if "backbone" in entry:
         if cls_name != "MesoDynamicsEstimator":
             raise ValueError(f"{reader.source}: {where}: only a MesoDynamicsEstimator has a backbone.")
-        backbone = _read_object(entry["backbone"], f"{expected_prefix}backbone/", reader, depth + 1)
+        backbone = _read_object(entry["backbone"], f"{expected_prefix}backbone/", reader, depth + 1, seen,
+                                allow_unfitted=not fitted_flag)
         if type(backbone).__name__ != "MicroDynamicsEstimator":
             raise ValueError(f"{reader.source}: {where}: the backbone must be a MicroDynamicsEstimator, "
                              f"got a {type(backbone).__name__}.")
@@ -638,11 +780,39 @@ def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int =
         raise _invalid(reader, member, "params must not hold the backbone (it is a nested manifest entry).")
     if cls_name == "MesoDynamicsEstimator":
         params["backbone"] = backbone
+
+    nested = {}
+    for key in ("estimator", "estimator_"):
+        if cls_name != "CalibratedDynamics":
+            if key in entry:
+                raise ValueError(f"{reader.source}: {where}: only a CalibratedDynamics has an {key}.")
+            continue
+        if key not in entry:
+            raise ValueError(f"{reader.source}: {where}: the CalibratedDynamics's {key} is missing.")
+        nested[key] = _read_object(entry[key], f"{expected_prefix}{key}/", reader, depth + 1, seen,
+                                   allow_unfitted=key == "estimator")
+        if type(nested[key]).__name__ not in _NETWORK_CLASSES:
+            raise ValueError(f"{reader.source}: {where}: the CalibratedDynamics's {key} must be a "
+                             f"MicroDynamicsEstimator or MesoDynamicsEstimator, got a {type(nested[key]).__name__}.")
+        if key in params:
+            raise _invalid(reader, member, f"params must not hold the {key} (it is a nested manifest entry).")
+    if cls_name == "CalibratedDynamics":
+        params["estimator"] = nested["estimator"]
+        if "cv" in params and not _storable_cv(params["cv"]):
+            raise _invalid(reader, member, f"param 'cv' must be 'prefit', an int or None, got "
+                                           f"{_short_value(params['cv'])}.")
     try:
         est = cls(**params)
         est._validate_params()
     except (TypeError, ValueError) as e:
         raise _invalid(reader, member, f"invalid {cls_name} parameters: {e}") from None
+
+    if not fitted_flag:
+        extra = sorted(set(doc) - {"params"})
+        if extra:
+            raise _invalid(reader, member, f"an unfitted {cls_name} holds parameters only, got keys {extra}.")
+        seen[expected_prefix] = est
+        return est
 
     fitted = _decode_attrs(doc.get("fitted"), reader, member, "fitted")
     for name, (what, ok) in _FITTED[cls_name].items():
@@ -654,14 +824,24 @@ def _read_object(entry: Any, expected_prefix: str, reader: _Reader, depth: int =
     for name in fitted:
         if name in params or name in _RUNTIME_ATTRS or hasattr(cls, name):
             raise _invalid(reader, member, f"fitted attribute {name!r} would shadow a parameter or method.")
+        if name in nested:
+            raise _invalid(reader, member, f"fitted attribute {name!r} must not be here (it is a nested manifest "
+                                           "entry).")
+    if cls_name in _CONSISTENT:
+        problem = _CONSISTENT[cls_name](fitted)
+        if problem is not None:
+            raise _invalid(reader, member, problem)
     if cls_name == "PatchTokenizer":
         import xarray as xr
 
         fitted["_fit_kind"] = getattr(xr, fitted["_fit_kind"])
     est.__dict__.update(fitted)
+    if cls_name == "CalibratedDynamics":
+        est.estimator_ = nested["estimator_"]
 
     if cls_name in _NETWORK_CLASSES:
         _load_networks(est, doc, expected_prefix, reader, member)
+    seen[expected_prefix] = est
     return est
 
 
@@ -773,7 +953,7 @@ def load(path: str | os.PathLike | io.IOBase) -> BaseEstimator:
 
     Returns
     -------
-    estimator : MicroDynamicsEstimator, MesoDynamicsEstimator, PatchTokenizer or Pipeline
+    estimator : MicroDynamicsEstimator, MesoDynamicsEstimator, PatchTokenizer, CalibratedDynamics or Pipeline
         Fitted, predicting exactly as the saved one.
 
     Raises

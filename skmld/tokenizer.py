@@ -23,6 +23,7 @@ from skmld.fields import (
     _coord_label,
     _field_view,
     _validate_view,
+    is_lazy,
 )
 
 __all__ = ["TOKEN_DIMS", "PatchTokenizer"]
@@ -34,13 +35,11 @@ TOKEN_DIMS: tuple[str, ...] = (
 #: Keys :meth:`PatchTokenizer.transform` writes to the tokens' attrs.
 TOKEN_ATTRS: tuple[str, ...] = (
     "skmld_fields", "skmld_ranges", "skmld_token_shape", "skmld_grid_shape", "skmld_input_shape",
+    "skmld_bounds",
 )
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-
-def _is_dask(data: Any) -> bool:
-    return type(data).__module__.startswith("dask.")
 
 
 def _pad_index(n: int, pad: int, mode: str) -> np.ndarray:
@@ -81,6 +80,10 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         Scaling range per field, in field order.
     units_ : dict of str to str
         Units of the fields that have them.
+    bounds_ : dict of str to (float or None, float or None)
+        Physical bounds per field, from the CF attrs ``valid_min`` /
+        ``valid_max`` of a Dataset's variables (``None``: unbounded). Models
+        keep their predictions within them; ``inverse_transform`` writes them back.
     input_shape_ : (int, int)
         Grid shape ``(y, x)`` seen in ``fit``.
     token_shape_ : (int, int)
@@ -244,6 +247,7 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         self.fields_ = list(view.names)
         self.ranges_ = self._resolve_ranges(view)
         self.units_ = dict(view.units)
+        self.bounds_ = {f: view.bounds.get(f, (None, None)) for f in self.fields_}
         self.input_shape_ = shape
         self.token_shape_ = patch
         self.grid_shape_ = tuple(-(-n // p) for n, p in zip(shape, patch))
@@ -271,6 +275,8 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             "skmld_token_shape": list(self.token_shape_),
             "skmld_grid_shape": list(self.grid_shape_),
             "skmld_input_shape": list(self.input_shape_),
+            # Physical bounds (CF valid_min/valid_max), NaN where a field has none.
+            "skmld_bounds": [[np.nan if b is None else b for b in self.bounds_[f]] for f in self.fields_],
         }
 
     # ------------------------------------------------------------ transform
@@ -327,7 +333,7 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         (H, W), (py, px), (ty, tx) = self.input_shape_, self.token_shape_, self.grid_shape_
         S, T, F = first.sizes["sample"], first.sizes["time"], len(self.fields_)
         Hp, Wp = ty * py, tx * px
-        if any(_is_dask(a.data) for a in arrays):
+        if any(is_lazy(a.data) for a in arrays):
             grid = self._scaled_padded_dask(arrays, lo, scale)
         else:
             grid = np.empty((S, T, F, Hp, Wp), dtype=np.float32)
@@ -463,7 +469,7 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         S, Tn, F = T.sizes["sample"], T.sizes["time"], T.sizes["field"]
         dtype = np.result_type(T.dtype, np.float32)
         shape = (1, 1, F, 1, 1)
-        if _is_dask(T.data):
+        if is_lazy(T.data):
             grid = T.data.transpose(0, 1, 2, 3, 5, 4, 6).reshape(S, Tn, F, ty * py, tx * px)
             grid = grid[..., :H, :W] * scale.astype(dtype).reshape(shape) \
                 + lo.astype(dtype).reshape(shape)
@@ -488,6 +494,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
             data_vars = {}
             for i, f in enumerate(self.fields_):
                 attrs = {"units": self.units_[f]} if f in self.units_ else {}
+                for key, b in zip(("valid_min", "valid_max"), self.bounds_[f]):
+                    if b is not None:
+                        attrs[key] = b
                 data_vars[f] = xr.Variable(VARIABLE_DIMS, grid[:, :, i], attrs=attrs)
             return xr.Dataset(data_vars, coords=coords, attrs=dict(self._attrs))
         coords["field"] = ("field", np.array(self.fields_, dtype=object))

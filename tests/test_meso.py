@@ -66,7 +66,7 @@ def test_frozen_parts_bit_identical_and_coupled_starts_from_backbone(micro_pipe,
         return original(nets, **kwargs)
 
     monkeypatch.setattr(_engine, "make_dynamics_step", recording)
-    meso = MesoDynamicsEstimator(backbone, **{**MESO, "epochs": 2, "learning_rate": 1e-3})
+    meso = MesoDynamicsEstimator(backbone, freeze=("vae", "decoupled"), **{**MESO, "epochs": 2, "learning_rate": 1e-3})
     meso.fit(meso_tokenizer(micro_pipe).fit_transform(meso_X))
     assert_weights_equal(weights(backbone._networks.models), before)  # backbone untouched
     assert_weights_equal(starts[0], {k: before[k] for k in _engine.COUPLED})

@@ -18,6 +18,8 @@ from sklearn.pipeline import Pipeline
 
 from skmld.metrics import (
     coverage,
+    crps_ensemble,
+    crps_gaussian,
     field_rmse,
     get_scorer,
     get_scorer_names,
@@ -25,6 +27,8 @@ from skmld.metrics import (
     hotspot_mask_scores,
     hotspot_metrics,
     hotspot_rmse,
+    pinned_mask,
+    probabilistic_scores,
     r2_per_field,
     skill_score,
 )
@@ -746,3 +750,318 @@ def test_excess_heat_scorer_closed_form():
     )
     with pytest.raises(ValueError, match="field="):
         get_scorer("neg_excess_heat_rmse", field="temperature")
+
+
+# ---------------------------------------------------------------------------
+# Probabilistic rollouts: coverage, spread-skill, CRPS, pinned pixels
+# ---------------------------------------------------------------------------
+
+PROB_FIELDS = ["temperature", "pressure"]
+
+
+def gaussian_case(n_samples=8, n_time=3, n=50, seed=0, fields=PROB_FIELDS):
+    """(truth, mean, std): truth drawn from N(mean, std²), the std varying by pixel."""
+    rng = np.random.RandomState(seed)
+    shape = (n_samples, n_time, len(fields), n, n)
+    scale = np.array([100.0, 0.5, 0.05][: len(fields)])[:, None, None]
+    mean = np.array([800.0, 6.0, 0.5][: len(fields)])[:, None, None] + scale * rng.randn(*shape)
+    std = scale * (0.2 + rng.rand(*shape))
+    truth = mean + std * rng.randn(*shape)
+    coords = {
+        "time": ("time", 1.0 + np.arange(n_time), {"units": "ns"}),
+        "field": fields,
+        "units": ("field", ["K", "GPa", "-"][: len(fields)]),
+    }
+    dims = ("sample", "time", "field", "y", "x")
+    return tuple(xr.DataArray(a, dims=dims, coords=coords) for a in (truth, mean, std))
+
+
+def _binomial_tol(p, n, sigmas=5.0):
+    return sigmas * np.sqrt(p * (1 - p) / n)
+
+
+def test_gaussian_truth_gives_nominal_coverage_and_unit_spread_skill():
+    truth, mean, std = gaussian_case()
+    s = probabilistic_scores(truth, mean, std, ks=(0.5, 1.0, 2.0))
+    assert s["coverage"].dims == ("field", "k", "time")
+    assert s["coverage_overall"].dims == ("field", "k")
+    for name in ("spread", "rmse", "spread_skill", "crps", "n_pixels"):
+        assert s[name].dims == ("field", "time"), name
+    assert s["spread_skill_overall"].dims == s["crps_overall"].dims == ("field",)
+    nominal = np.array([math.erf(k / math.sqrt(2)) for k in (0.5, 1.0, 2.0)])
+    np.testing.assert_allclose(s["nominal"], nominal)
+    n = 8 * 50 * 50  # pixels per (field, time)
+    assert (s["n_pixels"] == n).all()
+    tol = _binomial_tol(nominal, n)[None, :, None]
+    assert (np.abs(s["coverage"].values - nominal[None, :, None]) < tol).all()
+    tol_all = _binomial_tol(nominal, 3 * n)[None, :]
+    assert (np.abs(s["coverage_overall"].values - nominal[None, :]) < tol_all).all()
+    # The ratio of sqrt(mean σ²) to sqrt(mean σ²ε²): relative std ≈ sqrt(2 Σσ⁴) / (2 Σσ²).
+    s4, s2 = (std.values**4).sum((0, 3, 4)), (std.values**2).sum((0, 3, 4))
+    rel = np.sqrt(2 * s4) / (2 * s2)
+    assert (np.abs(s["spread_skill"].values.T - 1) < 5 * rel).all()
+    np.testing.assert_allclose(s["spread_skill_overall"], 1.0, atol=0.02)
+    assert s["units"].values.tolist() == ["K", "GPa"]
+
+
+def test_overconfident_std_lowers_coverage_and_spread_skill():
+    truth, mean, std = gaussian_case(n_samples=4)
+    good = probabilistic_scores(truth, mean, std)
+    over = probabilistic_scores(truth, mean, std / 2)
+    under = probabilistic_scores(truth, mean, std * 2)
+    n = 4 * 50 * 50
+    nominal = good["nominal"].values[None, :, None]
+    assert (over["coverage"].values < nominal - _binomial_tol(nominal, n)).all()
+    assert (under["coverage"].values > nominal + _binomial_tol(nominal, n)).all()
+    np.testing.assert_allclose(over["spread_skill_overall"], 0.5, atol=0.02)
+    np.testing.assert_allclose(under["spread_skill_overall"], 2.0, atol=0.05)
+    # The CRPS is proper: the true distribution scores best.
+    assert (good["crps_overall"] < over["crps_overall"]).all()
+    assert (good["crps_overall"] < under["crps_overall"]).all()
+    # RMSE is the mean's: the std does not change it.
+    xr.testing.assert_allclose(good["rmse"], over["rmse"])
+
+
+def _brute_crps(y, x, fair):
+    """Ensemble CRPS per pixel by the O(m²) definition; members on the last axis."""
+    m = x.shape[-1]
+    pairs = np.abs(x[..., :, None] - x[..., None, :]).sum((-1, -2))
+    return np.abs(x - y[..., None]).mean(-1) - pairs / (2 * m * (m - 1) if fair else 2 * m * m)
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_crps_ensemble_equals_brute_force(fair):
+    rng = np.random.RandomState(1)
+    truth = xr.DataArray(rng.randn(2, 3, 4, 5), dims=("field", "time", "sample", "x"),
+                         coords={"field": ["a", "b"], "time": [1.0, 2.0, 3.0]})
+    x = rng.randn(2, 3, 4, 5, 7) * 2 + 0.5
+    x[..., 3] = x[..., 1]  # ties among members
+    draws = xr.DataArray(x, dims=(*truth.dims, "draw"), coords=truth.coords)
+    expected = _brute_crps(truth.values, x, fair).mean((2, 3))
+    out = crps_ensemble(truth, draws, fair=fair)
+    assert out.dims == ("field", "time")
+    np.testing.assert_allclose(out.values, expected, rtol=1e-12)
+    # The member order does not matter, nor where the member dim sits.
+    shuffled = draws.isel(draw=rng.permutation(7)).transpose("draw", ...)
+    np.testing.assert_allclose(crps_ensemble(truth, shuffled, fair=fair).values, expected, rtol=1e-12)
+
+
+def test_crps_ensemble_of_one_or_identical_members_is_the_mae():
+    truth, mean, _ = gaussian_case(n_samples=2, n=8)
+    mae = np.abs(truth - mean).mean(("sample", "y", "x")).transpose("field", "time")
+    one = mean.expand_dims(draw=1, axis=-1)
+    np.testing.assert_allclose(crps_ensemble(truth, one, fair=False).values, mae.values, rtol=1e-12)
+    same = mean.expand_dims(draw=4, axis=-1)
+    for fair in (True, False):
+        np.testing.assert_allclose(crps_ensemble(truth, same, fair=fair).values, mae.values, rtol=1e-12)
+    with pytest.raises(ValueError, match="at least two members"):
+        crps_ensemble(truth, one)
+
+
+def test_crps_gaussian_zero_std_is_mae_and_matches_monte_carlo():
+    truth, mean, std = gaussian_case(n_samples=2, n=8)
+    mae = np.abs(truth - mean).mean(("sample", "y", "x")).transpose("field", "time")
+    np.testing.assert_allclose(crps_gaussian(truth, mean, xr.zeros_like(std)).values, mae.values, rtol=1e-12)
+    # Monte Carlo: E|X − y| − E|X − X'| / 2 with X, X' ~ N(μ, σ²), at a few pixels.
+    rng = np.random.RandomState(2)
+    y, mu, sigma = np.array([0.0, 1.5, -3.0]), np.array([0.3, 0.0, -1.0]), np.array([1.0, 0.5, 2.0])
+    x1 = mu + sigma * rng.randn(400_000, 3)
+    x2 = mu + sigma * rng.randn(400_000, 3)
+    mc = np.abs(x1 - y).mean(0) - 0.5 * np.abs(x1 - x2).mean(0)
+    da = lambda v: xr.DataArray(v[:, None], dims=("field", "time"), coords={"field": ["a", "b", "c"]})  # noqa: E731
+    np.testing.assert_allclose(crps_gaussian(da(y), da(mu), da(sigma)).values[:, 0], mc, rtol=1e-2)
+    # The fair ensemble CRPS of many draws estimates the same value.
+    draws = xr.DataArray(x1.T[:, None, :2000], dims=("field", "time", "draw"), coords={"field": ["a", "b", "c"]})
+    np.testing.assert_allclose(crps_ensemble(da(y), draws).values[:, 0],
+                               crps_gaussian(da(y), da(mu), da(sigma)).values[:, 0], rtol=0.05)
+
+
+def _with_pinned_solid(n_samples=4, n=20, seed=3):
+    """A Dataset whose solid fraction is 1 (truth) and 0.9995 (mean) away from a pore."""
+    truth, mean, std = gaussian_case(n_samples=n_samples, n=n, seed=seed, fields=FIELDS)
+    solid = np.ones((n, n), dtype=bool)
+    solid[:5, :5] = False  # the pore: 25 free pixels per image
+    for arr, value in ((truth, 1.0), (mean, 0.9995)):
+        arr.loc[{"field": "microstructure"}] = xr.where(
+            xr.DataArray(solid, dims=("y", "x")), value, arr.sel(field="microstructure"))
+    std.loc[{"field": "microstructure"}] = xr.where(
+        xr.DataArray(solid, dims=("y", "x")), 1e-5, std.sel(field="microstructure"))
+    return truth, mean, std, solid
+
+
+def _dataset(arr, bounds=None):
+    ds = arr.to_dataset(dim="field").drop_vars("units")
+    for var in ds.data_vars:
+        ds[var].attrs["units"] = str(arr["units"].sel(field=var).item())
+    for var, (lo, hi) in (bounds or {}).items():
+        ds[var].attrs.update(valid_min=lo, valid_max=hi)
+    return ds
+
+
+def test_pinned_pixels_are_excluded():
+    truth, mean, std, solid = _with_pinned_solid()
+    bounds = {"microstructure": (0.0, 1.0)}
+    pinned = pinned_mask(truth, mean, bounds)
+    assert pinned.dtype == bool and pinned.dims == truth.dims
+    assert int(pinned.sel(field="microstructure").sum()) == solid.sum() * 4 * 3
+    assert not pinned.sel(field=["temperature", "pressure"]).any()
+    masked = probabilistic_scores(truth, mean, std, bounds=bounds)
+    unmasked = probabilistic_scores(truth, mean, std, bounds={})
+    free = truth.sel(field="microstructure").values[..., ~solid]
+    assert (masked["n_pixels"].sel(field="microstructure") == free[:, 0].size).all()
+    # The pinned pixels are 5e-4 off with σ = 1e-5: counted, they would ruin the coverage ...
+    assert (unmasked["coverage"].sel(field="microstructure") < 0.2).all()
+    cov = masked["coverage"].sel(field="microstructure", k=1.0)
+    err = np.abs(truth - mean).sel(field="microstructure").values[..., ~solid]
+    sig = std.sel(field="microstructure").values[..., ~solid]
+    np.testing.assert_allclose(cov, (err <= sig).mean((0, 2)))
+    # ... and leave the other fields alone.
+    xr.testing.assert_allclose(masked.sel(field="pressure").drop_vars("n_pixels"),
+                               unmasked.sel(field="pressure").drop_vars("n_pixels"))
+    # CF attrs of a Dataset give the same bounds; a DataArray without bounds pins nothing.
+    from_attrs = probabilistic_scores(_dataset(truth, bounds), _dataset(mean), _dataset(std))
+    xr.testing.assert_allclose(from_attrs, masked)
+    assert not pinned_mask(truth, mean).any()
+    # crps_ensemble judges pinned pixels with the ensemble mean; coverage(bounds=) masks too.
+    draws = mean.expand_dims(draw=2, axis=-1).copy()
+    draws[..., 1] = draws[..., 1] + 1e-6
+    sel = {"field": "microstructure"}
+    assert (crps_ensemble(truth, draws, bounds=bounds).sel(sel)
+            > 3 * crps_ensemble(truth, draws, bounds={}).sel(sel)).all()
+    old = coverage(truth, mean, std)
+    assert float(coverage(truth, mean, std, bounds=bounds)["coverage"].sel(sel)) > float(old["coverage"].sel(sel))
+    assert float(coverage(truth, mean, std, bounds={})["coverage"].sel(sel)) == float(old["coverage"].sel(sel))
+
+
+def test_pinned_mask_needs_both_on_the_same_bound():
+    c = {"field": ["microstructure"]}
+    truth = xr.DataArray([[[0.0, 0.0, 1.0, 1.0, 0.5, 0.0]]], dims=("field", "time", "x"), coords=c)
+    mean = xr.DataArray([[[0.0005, 1.0, 0.9995, 0.995, 0.5, 0.002]]], dims=("field", "time", "x"), coords=c)
+    b = {"microstructure": (0.0, 1.0)}
+    assert pinned_mask(truth, mean, b).values.ravel().tolist() == [True, False, True, False, False, False]
+    assert pinned_mask(truth, mean, b, rtol=0.01).values.ravel().tolist() == [True, False, True, True, False, True]
+    # A single bound: the tolerance is rtol times the field's range in truth (1 here).
+    assert pinned_mask(truth, mean, {"microstructure": (None, 1.0)}).values.ravel().tolist() == [
+        False, False, True, False, False, False]
+
+
+def test_probabilistic_inputs_errors_name_the_problem():
+    truth, mean, std = gaussian_case(n_samples=2, n=6, fields=FIELDS)
+    with pytest.raises(ValueError, match="'microstructure'"):
+        probabilistic_scores(truth, mean.sel(field=["temperature", "pressure"]), std)
+    with pytest.raises(ValueError, match="std has no field 'pressure'"):
+        probabilistic_scores(truth, mean, std.sel(field=["temperature", "microstructure"]))
+    with pytest.raises(ValueError, match="share no time step"):
+        probabilistic_scores(truth, mean.assign_coords(time=mean["time"] + 100), std)
+    with pytest.raises(ValueError, match=r"std has no time step\(s\) \[3.0\]"):
+        probabilistic_scores(truth, mean, std.isel(time=[0, 1]))
+    with pytest.raises(ValueError, match="'sample' coordinates"):
+        probabilistic_scores(truth.assign_coords(sample=[5, 6]), mean.assign_coords(sample=[0, 1]), std)
+    with pytest.raises(ValueError, match="non-negative"):
+        probabilistic_scores(truth, mean, -std)
+    with pytest.raises(ValueError, match="ks must be"):
+        probabilistic_scores(truth, mean, std, ks=(1.0, -2.0))
+    with pytest.raises(ValueError, match="bounds names field 'density'"):
+        probabilistic_scores(truth, mean, std, bounds={"density": (0.0, 1.0)})
+    with pytest.raises(ValueError, match=r"bounds\['pressure'\]"):
+        pinned_mask(truth, mean, {"pressure": (2.0, 1.0)})
+    with pytest.raises(ValueError, match="no 'draw' dim"):
+        probabilistic_scores(truth, mean, std, draws=mean)
+    with pytest.raises(ValueError, match="'x' is only in"):
+        crps_gaussian(truth, mean.isel(x=0), std)
+    with pytest.raises(ValueError, match="share no time step"):
+        crps_ensemble(truth, mean.assign_coords(time=mean["time"] + 100).expand_dims(draw=2, axis=-1))
+    # A shorter rollout is scored on the common steps, and says how many pixels it used.
+    short = probabilistic_scores(truth, mean.isel(time=[1, 2]), std)
+    assert short["time"].values.tolist() == [2.0, 3.0]
+
+
+def test_probabilistic_scores_dataset_dask_and_draws():
+    dask = pytest.importorskip("dask")
+    truth, mean, std = gaussian_case(n_samples=4, n=10)
+    ref = probabilistic_scores(truth, mean, std)
+    lazy = [_dataset(a).chunk({"sample": 2}) for a in (truth, mean, std)]
+    with dask.config.set(scheduler=_raising_scheduler):
+        out = probabilistic_scores(*lazy)
+    xr.testing.assert_allclose(out.compute(), ref)
+    # With draws the CRPS is the fair ensemble one; the other statistics do not change.
+    rng = np.random.RandomState(4)
+    draws = mean + std * xr.DataArray(rng.randn(*mean.shape, 6), dims=(*mean.dims, "draw"))
+    with_draws = probabilistic_scores(truth, mean, std, draws=draws)
+    xr.testing.assert_allclose(with_draws["crps"], crps_ensemble(truth, draws, bounds={}))
+    xr.testing.assert_allclose(with_draws.drop_vars(["crps", "crps_overall"]), ref.drop_vars(["crps", "crps_overall"]))
+    assert with_draws.attrs["n_members"] == 6
+    xr.testing.assert_allclose(ref["crps"], crps_gaussian(truth, mean, std))
+
+
+class GaussianModel(BaseEstimator):
+    """Test-only probabilistic model: predicts the truth plus N(0, (factor·σ)²) noise, with std σ."""
+
+    def __init__(self, factor=1.0, sigma=(40.0, 0.2, 0.05)):
+        self.factor = factor
+        self.sigma = sigma
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X, return_std=False):
+        rng = np.random.RandomState(0)
+        sigma = xr.DataArray(list(self.sigma), dims="field", coords={"field": X["field"]})
+        std = xr.ones_like(X) * sigma
+        mean = X + std * self.factor * rng.randn(*X.shape)
+        mean[:, 0] = X[:, 0]
+        return (mean, std) if return_std else mean
+
+
+def test_probabilistic_scorers_pickle_and_values():
+    X = make_fields(n_samples=4, n=32)
+    model = GaussianModel()
+    for name in ("neg_crps", "neg_coverage_error"):
+        scorer = pickle.loads(pickle.dumps(get_scorer(name)))
+        assert repr(scorer) == f"skmld.metrics.get_scorer({name!r})"
+        value = scorer(model, X)
+        assert isinstance(value, float) and np.isfinite(value) and value < 0
+        # Calibrated beats over-confident.
+        assert value > scorer(GaussianModel(factor=3.0), X)
+    mean, std = model.predict(X, return_std=True)
+    after = {"time": slice(1, None)}
+    truth, mean, std = X.isel(after), mean.isel(after), std.isel(after)
+    crps = crps_gaussian(truth, mean, std)
+    spread = truth.std(("sample", "time", "y", "x"))
+    per_field = crps.mean("time") / spread  # every time step has as many pixels
+    assert get_scorer("neg_crps")(model, X) == pytest.approx(-float(per_field.mean()), rel=1e-10)
+    assert get_scorer("neg_crps", field="pressure")(model, X) == pytest.approx(
+        -float(crps.sel(field="pressure").mean()), rel=1e-10)
+    s = probabilistic_scores(truth, mean, std)
+    expected = float(np.abs(s["coverage_overall"] - s["nominal"]).mean())
+    assert get_scorer("neg_coverage_error")(model, X) == pytest.approx(-expected, rel=1e-10)
+    assert get_scorer("neg_coverage_error")(model, X) > -0.02  # calibrated: close to 0
+    with pytest.raises(TypeError, match="return_std"):
+        get_scorer("neg_crps")(FixedPrediction(X), X)
+    with pytest.raises(ValueError, match="bogus"):
+        get_scorer("neg_crps", field="bogus")(model, X)
+
+
+def test_probabilistic_scorers_skip_pinned_pixels_of_a_dataset():
+    X = make_fields(n_samples=2, n=16)
+    model = GaussianModel(sigma=(40.0, 0.2, 1e-6))
+    ds = _dataset(X, {"microstructure": (0.0, 1.0)})
+    # The solid fraction is 0 or 1: every pixel is pinned where the noise (1e-6) keeps the mean on the bound.
+    bare = get_scorer("neg_coverage_error", field="microstructure")
+    with pytest.raises(ValueError, match="pinned"):
+        bare(FixedDatasetModel(model, ds), ds)
+    assert np.isfinite(get_scorer("neg_crps")(FixedDatasetModel(model, ds), ds))
+    assert get_scorer("neg_crps")(FixedDatasetModel(model, ds), ds) != get_scorer("neg_crps")(model, X)
+
+
+class FixedDatasetModel:
+    """Test-only: the predictions of ``model`` on the DataArray form, returned as Datasets."""
+
+    def __init__(self, model, ds):
+        self.model, self.ds = model, ds
+
+    def predict(self, X, return_std=False):
+        from skmld import as_fields
+
+        mean, std = self.model.predict(as_fields(X), return_std=True)
+        return (_dataset(mean), _dataset(std)) if return_std else _dataset(mean)

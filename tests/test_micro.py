@@ -60,26 +60,50 @@ def test_return_std(micro_pipe, micro_X):
     assert std.shape == mean.shape and (std.values >= 0).all() and (std.values > 0).any()
 
 
-def test_rollout_draws_match_a_straightforward_computation(micro_pipe, micro_X):
-    """The compiled rollout's mean and std equal stepping and decoding by hand with the same keyed noise."""
+def test_trajectory_ensemble_matches_a_straightforward_computation(micro_pipe, micro_X):
+    """The compiled ensemble equals carrying each member through the dynamics by hand with the same keyed noise."""
     import tensorflow as tf
 
     est = micro_pipe["micro"]
     x, _ = est._check_predict_input(micro_pipe["tokens"].transform(micro_X))
     x0, n_steps, n_draws, seed = x[:5, 0], 2, 7, 123
-    mean, std = est._rollout_block(x0, n_steps, n_draws, seed)[:2]
+    mean, std, draws = est._rollout_block(x0, n_steps, n_draws, seed, keep_draws=True)
+    assert draws.shape == (5, n_draws, n_steps + 1) + x0.shape[1:]
 
-    nets, stepper = est._networks, est._networks.stepper()
-    zm, zv = nets.encode(tf.constant(x0))
+    nets, stepper, ratio = est._networks, est._networks.stepper(), est._time_ratio
+    zm, zv = nets.encode(tf.constant(np.tile(x0, (n_draws, 1, 1, 1))))
+    zv = tf.minimum(zv, 0.0)  # capped at the prior's log-variance
+
+    def noise(counter):
+        return tf.random.stateless_normal(tf.shape(zm), seed=[seed, counter])
+
+    z = zm + tf.exp(0.5 * zv) * noise(0)
     for s in range(n_steps + 1):
-        for _ in range(est._time_ratio if s else 0):
-            zm, zv = stepper(zm, zv)
-        draws = np.stack([
-            nets.decode(zm + tf.exp(0.5 * zv) * tf.random.stateless_normal(tf.shape(zm), seed=[seed, s * n_draws + d]))
-            for d in range(n_draws)
-        ])
-        np.testing.assert_allclose(mean[:, s], nets.decode(zm), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(std[:, s] ** 2, draws.var(axis=0), rtol=1e-3, atol=1e-6)
+        for k in range(ratio if s else 0):
+            m, zv = stepper(z, zv)
+            zv = tf.minimum(zv, 0.0)
+            z = m + tf.exp(0.5 * zv) * noise(s * ratio + k + 1)
+        members = np.asarray(nets.decode(z)).reshape((n_draws, 5) + x0.shape[1:])
+        np.testing.assert_allclose(draws[:, :, s], members.swapaxes(0, 1), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mean[:, s], members.mean(axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(std[:, s] ** 2, members.var(axis=0, ddof=1), rtol=1e-3, atol=1e-6)
+    # Members drift apart: the spread after the steps exceeds the initial frame's.
+    assert std[:, -1].mean() > std[:, 0].mean()
+
+
+def test_predict_draws_layout_and_bounds(micro_pipe, micro_X):
+    tokens = micro_pipe["tokens"].transform(micro_X)
+    est = micro_pipe["micro"]
+    draws = est.predict_draws(tokens, n_steps=3, n_draws=3)
+    assert draws.dims == ("draw",) + tokens.dims and draws.sizes["draw"] == 3
+    assert draws.attrs == tokens.attrs
+    # The solid fraction declares [0, 1] (valid_min/valid_max): members stay inside, in scaled units too.
+    assert est.bounds_["microstructure"] == (0.0, 1.0) and est.bounds_["temperature"] == (None, None)
+    lo, hi = est.ranges_["microstructure"]
+    mu = draws.sel(field="microstructure").values * (hi - lo) + lo
+    assert mu.min() >= -1e-6 and mu.max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="n_draws"):
+        est.predict_draws(tokens, n_draws=1)
 
 
 def test_encode_decode_layout(micro_pipe, micro_X):

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skmld
 from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer, persistence
+from skmld.calibration import CalibratedDynamics
 from skmld.datasets import make_pore_collapse
 
 TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), batch_size=4, random_state=0)
@@ -45,6 +46,16 @@ class _Fitted(dict):
                 ("meso", MesoDynamicsEstimator(micro["micro"], epochs=1, horizons=(1,), random_state=0)),
             ]).fit(X)
             self["meso_tokens"] = self["meso"]["tokens"].transform(X)
+        elif key in ("cal", "cal_X"):
+            micro = self["micro"]
+            X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=3, random_state=5)  # held out
+            cal = CalibratedDynamics(micro["micro"], cv="prefit", n_draws=2).fit(micro["tokens"].transform(X))
+            self["cal_X"] = X
+            self["cal"] = Pipeline([("tokens", micro["tokens"]), ("meso", cal)])
+        elif key == "cal_cv":
+            tokens = self["micro"]["tokens"].transform(self["micro_X"])
+            unfitted = MicroDynamicsEstimator(vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, **TINY)
+            self["cal_cv"] = CalibratedDynamics(unfitted, cv=2, n_draws=2).fit(tokens)
         elif key == "scratch":
             self["scratch"] = MesoDynamicsEstimator(vae_epochs=1, decoupled_epochs=1, epochs=1, **TINY).fit(
                 self["meso_tokens"])
@@ -63,6 +74,13 @@ def fitted():
 def micro_file(fitted, tmp_path_factory):
     path = tmp_path_factory.mktemp("files") / "micro.skmld"
     persistence.save(fitted["micro"], path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def cal_file(fitted, tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "cal.skmld"
+    persistence.save(fitted["cal"], path)
     return path.read_bytes()
 
 
@@ -125,18 +143,24 @@ def _assert_same_estimator(a, b):
     assert type(a) is type(b)
     pa, pb = a.get_params(deep=False), b.get_params(deep=False)
     assert list(pa) == list(pb)
-    if "backbone" in pa:
-        if pa["backbone"] is None:
-            assert pb["backbone"] is None
-        else:
-            _assert_same_estimator(pa.pop("backbone"), pb.pop("backbone"))
+    for name in ("backbone", "estimator"):  # nested estimators
+        if name in pa:
+            if pa[name] is None:
+                assert pb.pop(name) is None
+                pa.pop(name)
+            else:
+                _assert_same_estimator(pa.pop(name), pb.pop(name))
     _assert_same_value(pa, pb, f"{type(a).__name__} params")
     skip = {"_networks", "_rollout_fn", *pa}
     sa = {k: v for k, v in vars(a).items() if k not in skip}
     sb = {k: v for k, v in vars(b).items() if k not in skip}
     _assert_same_value(sorted(sa), sorted(sb), "attribute names")
     for k in sa:
-        if k != "backbone":
+        if k in ("backbone", "estimator"):
+            continue
+        if k == "estimator_":
+            _assert_same_estimator(sa[k], sb[k])
+        else:
             _assert_same_value(sa[k], sb[k], f"{type(a).__name__}.{k}")
     if hasattr(a, "_networks"):
         na, nb = a._networks, b._networks
@@ -199,8 +223,11 @@ def test_meso_round_trip_keeps_backbone(fitted, tmp_path):
     meso.save(tmp_path / "meso.skmld")
     names = zipfile.ZipFile(tmp_path / "meso.skmld").namelist()
     # The meso estimator stores only the networks it trained; its backbone is a nested entry.
-    assert sorted(n for n in names if n.startswith("root/models/")) == [
-        "root/models/coupled_log_var.keras", "root/models/coupled_mean.keras"]
+    assert sorted(n for n in names if n.startswith("root/models/")) == sorted(
+        f"root/models/{name}.keras" for name in meso._owned_names())
+    assert "root/models/coupled_mean.keras" in names
+    if "vae" in meso.freeze:  # a frozen VAE is the backbone's, stored once with it
+        assert not [n for n in names if n.startswith("root/models/encoder/")]
     assert "root/backbone/estimator.json" in names
     back = skmld.load(tmp_path / "meso.skmld")
     _assert_same_estimator(meso, back)
@@ -268,7 +295,77 @@ def test_load_never_unpickles(fitted, tmp_path, monkeypatch, micro_file):
     _load_bytes(micro_file, tmp_path)
 
 
+def test_calibrated_pipeline_round_trip(fitted, tmp_path, cal_file):
+    pipe, X = fitted["cal"], fitted["cal_X"]
+    back = _load_bytes(cal_file, tmp_path)
+    _assert_same_pipeline(pipe, back)
+    cal, cal_back = pipe["meso"], back["meso"]
+    assert type(cal_back) is CalibratedDynamics and cal_back.cv == "prefit"
+    # cv="prefit": estimator_ is estimator, in the file (written once) and after loading.
+    assert cal_back.estimator_ is cal_back.estimator
+    manifest = json.loads(_members(cal_file)["manifest.json"])
+    assert manifest["object"]["steps"][1][1]["estimator_"] == {"same_as": "root/steps/1/estimator/"}
+    assert not [n for n in _members(cal_file) if n.startswith("root/steps/1/estimator_/")]
+    for name in ("scale_", "offset_", "n_calibration_pixels_"):
+        a, b = getattr(cal, name), getattr(cal_back, name)
+        assert a.dtype == b.dtype and a.shape == b.shape == (3, X.sizes["time"])
+        np.testing.assert_array_equal(a, b)
+    mean, std = pipe.predict(X, return_std=True, n_draws=2)
+    mean_back, std_back = back.predict(X, return_std=True, n_draws=2)
+    np.testing.assert_allclose(mean_back.values, mean.values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(std_back.values, std.values, rtol=0, atol=1e-6)
+    # A loaded model writes the very same file.
+    persistence.save(back, tmp_path / "again.skmld")
+    assert (tmp_path / "again.skmld").read_bytes() == cal_file
+
+
+def test_calibrated_cross_validated_round_trip(fitted, tmp_path):
+    cal = fitted["cal_cv"]
+    assert cal.estimator_ is not cal.estimator and not hasattr(cal.estimator, "fields_")
+    persistence.save(cal, tmp_path / "cal.skmld")
+    members = _members((tmp_path / "cal.skmld").read_bytes())
+    manifest = json.loads(members["manifest.json"])
+    assert manifest["object"]["estimator"]["fitted"] is False
+    # The unfitted estimator is its parameters only; estimator_ has its own networks.
+    assert [n for n in members if n.startswith("root/estimator/")] == ["root/estimator/estimator.json"]
+    assert "root/estimator_/models/coupled_mean.keras" in members
+    back = skmld.load(tmp_path / "cal.skmld")
+    _assert_same_estimator(cal, back)
+    assert back.cv == 2 and back.estimator_ is not back.estimator
+    with pytest.raises(NotFittedError):
+        back.estimator.predict(fitted["cal_X"])
+    tokens = fitted["micro"]["tokens"].transform(fitted["cal_X"])
+    mean, std = cal.predict(tokens, return_std=True, n_draws=2)
+    mean_back, std_back = back.predict(tokens, return_std=True, n_draws=2)
+    np.testing.assert_allclose(mean_back.values, mean.values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(std_back.values, std.values, rtol=0, atol=1e-6)
+
+
 # --------------------------------------------------------------------- save errors
+def test_save_calibrated_with_a_splitter_cv_raises(fitted, tmp_path):
+    import copy
+
+    from sklearn.model_selection import KFold
+
+    pipe = fitted["cal"]
+    cal = copy.copy(pipe["meso"])
+    for cv in (KFold(2), [([0], [1])]):
+        cal.cv = cv
+        with pytest.raises(TypeError, match=r"CalibratedDynamics has cv=.* cannot store.* cv='prefit' or an int"):
+            persistence.save(cal, tmp_path / "cal.skmld")
+    with pytest.raises(TypeError, match=r"step 'meso' has cv=KFold"):
+        persistence.save(Pipeline([("tokens", pipe["tokens"]), ("meso", copy.copy(cal).set_params(cv=KFold(2)))]),
+                         tmp_path / "pipe.skmld")
+    # Unfitted, the splitter is reported first; and only skmld's dynamics estimators can be calibrated.
+    with pytest.raises(TypeError, match=r"has cv=KFold"):
+        persistence.save(CalibratedDynamics(MicroDynamicsEstimator(), cv=KFold(2)), tmp_path / "u.skmld")
+    cal.cv = "prefit"
+    cal.estimator = cal.estimator_ = pipe["tokens"]
+    with pytest.raises(TypeError, match=r"CalibratedDynamics's estimator is a skmld.tokenizer.PatchTokenizer"):
+        persistence.save(cal, tmp_path / "cal.skmld")
+    assert not list(tmp_path.iterdir())
+
+
 def test_save_unfitted_raises(tmp_path):
     with pytest.raises(NotFittedError):
         MicroDynamicsEstimator().save(tmp_path / "m.skmld")
@@ -326,6 +423,70 @@ BAD_JSON = [
 def test_wrong_json_types(micro_file, tmp_path, member, edit, match):
     with pytest.raises(ValueError, match=match):
         _load_bytes(_edit_json(micro_file, member, edit), tmp_path)
+
+
+def _set_array(name, edit):
+    def apply(doc):
+        edit(doc["fitted"][name]["__ndarray__"])
+    return apply
+
+
+def _wrong_shape(body):
+    n_fields, n_lead = body["shape"]
+    body["shape"], body["data"] = [n_fields, n_lead - 1], body["data"][: n_fields * (n_lead - 1)]
+
+
+CAL = "root/steps/1/estimator.json"
+BAD_CALIBRATION = [
+    (CAL, _set_array("scale_", _wrong_shape),
+     r"member 'root/steps/1/estimator.json': fitted attribute 'scale_' has shape \(3, \d\); scale_, offset_ and "
+     r"n_calibration_pixels_ must all have shape \(n_fields, n_lead_times\)"),
+    (CAL, _set_array("scale_", lambda b: b["data"].__setitem__(0, -1.0)),
+     r"member 'root/steps/1/estimator.json': fitted attribute 'scale_' must be a finite, non-negative float64 "
+     r"array"),
+    (CAL, _set_array("offset_", lambda b: b["data"].__setitem__(1, {"__float__": "nan"})),
+     r"fitted attribute 'offset_' must be a finite, non-negative float64 array"),
+    (CAL, _set_array("scale_", lambda b: b.__setitem__("dtype", "<f4")),
+     r"fitted attribute 'scale_' must be a finite, non-negative float64 array"),
+    (CAL, _set_array("n_calibration_pixels_", lambda b: b.__setitem__("dtype", "<f8")),
+     r"fitted attribute 'n_calibration_pixels_' must be a non-negative int64 array"),
+    (CAL, _set_array("offset_", lambda b: b.update(shape=[len(b["data"])])),
+     r"fitted attribute 'offset_' must be a finite, non-negative float64 array of shape \(n_fields, n_lead_times\)"),
+    (CAL, lambda doc: doc["fitted"]["fields_"].pop(),
+     r"fitted attribute 'scale_' has shape \(3, \d\); .* with n_fields = len\(fields_\) = 2"),
+    (CAL, lambda doc: doc["fitted"].pop("offset_"), r"fitted attribute 'offset_' is missing"),
+    (CAL, _set(["fitted", "estimator_"], 1), r"fitted attribute 'estimator_' must not be here"),
+    (CAL, _set(["params", "cv"], [[[0], [1]]]), r"param 'cv' must be 'prefit', an int or None"),
+    ("manifest.json", _set(["object", "steps", 1, 1, "estimator_"], {"same_as": "root/steps/0/"}),
+     r"the CalibratedDynamics's estimator_ must be a MicroDynamicsEstimator or MesoDynamicsEstimator, got a "
+     r"PatchTokenizer"),
+    ("manifest.json", _set(["object", "steps", 1, 1, "estimator_"], {"same_as": "root/elsewhere/"}),
+     r"entry 'root/steps/1/estimator_/' must be \{\"same_as\": path\} with the path of an object stored before it"),
+    ("manifest.json", _set(["object", "steps", 1, 1, "fitted"], False),
+     r"entry 'root/steps/1/' has fitted=bool false; only a CalibratedDynamics's estimator may be stored unfitted"),
+    ("manifest.json", _set(["object", "steps", 1, 1, "class"], "MicroDynamicsEstimator"),
+     r"only a CalibratedDynamics has an estimator"),
+]
+
+
+@pytest.mark.parametrize("member, edit, match", BAD_CALIBRATION)
+def test_damaged_calibration_is_refused(cal_file, tmp_path, member, edit, match):
+    with pytest.raises(ValueError, match=match):
+        _load_bytes(_edit_json(cal_file, member, edit), tmp_path)
+
+
+def test_unfitted_estimator_only_inside_calibration(fitted, tmp_path):
+    persistence.save(fitted["cal_cv"], tmp_path / "cal.skmld")
+    data = (tmp_path / "cal.skmld").read_bytes()
+    # estimator_ pointing at the unfitted estimator: refused, it must be fitted.
+    bad = _edit_json(data, "manifest.json", _set(["object", "estimator_"], {"same_as": "root/estimator/"}))
+    with pytest.raises(ValueError, match=r"entry 'root/estimator_/' refers to 'root/estimator/', which is stored "
+                                         r"unfitted"):
+        _load_bytes(bad, tmp_path)
+    bad = _edit_json(data, "root/estimator/estimator.json", _set(["fitted"], {}))
+    with pytest.raises(ValueError, match=r"member 'root/estimator/estimator.json': an unfitted "
+                                         r"MicroDynamicsEstimator holds parameters only"):
+        _load_bytes(bad, tmp_path)
 
 
 def test_not_json(micro_file, tmp_path):

@@ -11,7 +11,14 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from skmld.plotting import plot_history, plot_hotspots, plot_rollout  # noqa: E402
+from skmld.metrics import probabilistic_scores  # noqa: E402
+from skmld.plotting import (  # noqa: E402
+    plot_history,
+    plot_hotspots,
+    plot_reliability,
+    plot_rollout,
+    plot_spread_skill,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -138,3 +145,59 @@ def test_plot_history_from_estimator_and_errors():
         plot_history([])
     with pytest.raises(TypeError, match="history_"):
         plot_history(object())
+
+
+def _scores(n_time=4, seed=0):
+    """probabilistic_scores of a rollout whose std is right for temperature, too small for pressure."""
+    X = make_fields(n_time=n_time, seed=seed)
+    rng = np.random.RandomState(seed)
+    sigma = xr.DataArray([30.0, 0.3, 0.05], dims="field", coords={"field": X["field"]})
+    std = xr.ones_like(X) * sigma * (1 + 0.1 * xr.DataArray(np.arange(n_time), dims="time"))
+    mean = X + std * rng.randn(*X.shape) * xr.DataArray([1.0, 2.0, 1.0], dims="field",
+                                                         coords={"field": X["field"]})
+    return probabilistic_scores(X, mean, std, ks=(0.5, 1.0, 1.5, 2.0))
+
+
+def test_plot_reliability_png_panels_and_curves(tmp_path):
+    scores = _scores()
+    path = tmp_path / "reliability.png"
+    fig = plot_reliability(scores, path=path)
+    assert isinstance(fig, Figure)
+    _check_png(path)
+    panels = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert len(panels) == 3 and len(fig.axes) == 3 + 1  # a panel per field and the colourbar
+    assert [ax.get_title() for ax in panels] == ["temperature", "pressure", "microstructure"]
+    for ax in panels:
+        # the diagonal, one curve per lead time, the curve over all lead times
+        assert len(ax.lines) == 1 + 4 + 1
+        np.testing.assert_allclose(ax.lines[0].get_xydata(), [[0, 0], [1, 1]])
+        assert len(ax.lines[-1].get_xdata()) == 4  # one point per k
+    # Over-confident pressure: its overall curve lies below the diagonal.
+    x, y = panels[1].lines[-1].get_xydata().T
+    assert (y < x).all()
+    fig = plot_reliability(scores, by_time=False)
+    assert len(fig.axes) == 3 and all(len(ax.lines) == 2 for ax in fig.axes)
+
+
+def test_plot_spread_skill_png_rows_and_lines(tmp_path):
+    scores = _scores()
+    path = tmp_path / "spread_skill.png"
+    fig = plot_spread_skill(scores, path=path)
+    _check_png(path)
+    assert len(fig.axes) == 2 * 3
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    assert [ax.get_ylabel() for ax in top] == ["temperature [K]", "pressure [GPa]", "microstructure [-]"]
+    assert all(len(ax.lines) == 2 for ax in top)  # spread and RMSE
+    assert all(len(ax.lines) == 3 for ax in bottom)  # ratio, 1 and the overall ratio
+    ratio = bottom[1].lines[0].get_ydata()
+    np.testing.assert_allclose(ratio, scores["spread_skill"].sel(field="pressure").values)
+    assert (ratio < 0.75).all()
+
+
+def test_probabilistic_plots_reject_other_inputs():
+    with pytest.raises(TypeError, match="probabilistic_scores"):
+        plot_reliability(make_fields())
+    with pytest.raises(ValueError, match="coverage"):
+        plot_reliability(xr.Dataset({"rmse": ("field", [1.0])}))
+    with pytest.raises(ValueError, match=r"\['spread'\]"):
+        plot_spread_skill(xr.Dataset({"rmse": ("field", [1.0])}))

@@ -1,4 +1,4 @@
-"""Shared pieces of the performance benchmarks (issue 11).
+"""Shared pieces of the performance benchmarks.
 
 * machine description (CPU model and flags, TensorFlow version, load average);
 * a timer (warm-up call, then the median of several calls within a time budget);

@@ -247,8 +247,9 @@ _BATCH_CELLS = 1 << 18  # samples per batch × cells: keeps the working set cach
 _FIELD_ATTRS = {
     "temperature": {"units": "K", "long_name": "temperature"},
     "pressure": {"units": "GPa", "long_name": "pressure"},
-    "microstructure": {"units": "1", "long_name": "solid fraction (1 solid, 0 pore)"},
-    "reaction": {"units": "1", "long_name": "reaction progress"},
+    "microstructure": {"units": "1", "long_name": "solid fraction (1 solid, 0 pore)", "valid_min": 0.0,
+                       "valid_max": 1.0},
+    "reaction": {"units": "1", "long_name": "reaction progress", "valid_min": 0.0, "valid_max": 1.0},
 }
 
 
