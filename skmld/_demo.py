@@ -335,8 +335,9 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     for name, pipe in {**pipes, **baselines}.items():
         pred_tokens = pipe.predict(meso_test)
         std = None
-        if name == "transfer":
-            std = _physical_std(tokenizer, pred_tokens, draws_test.std("draw", ddof=1))
+        if name in pipes:
+            draws = draws_test if name == "transfer" else pipe[-1].predict_draws(test_tokens, n_draws=config.n_draws)
+            std = _physical_std(tokenizer, pred_tokens, draws.std("draw", ddof=1))
         pred = tokenizer.inverse_transform(pred_tokens)
         predictions[name] = (pred, std)
         metrics[name] = _evaluate(name, meso_test, pred, std, config.hotspot_threshold)

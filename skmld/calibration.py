@@ -370,5 +370,11 @@ class CalibratedDynamics(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.estimator_.score_per_field(X)
 
+    def save(self, path) -> None:
+        """Write the fitted calibrated estimator to ``path`` in skmld's safe format (read it with :func:`skmld.load`)."""
+        from skmld.persistence import save
+
+        save(self, path)
+
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "scale_")

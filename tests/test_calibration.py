@@ -127,15 +127,6 @@ def test_clone_pickle_and_pipeline(micro_pipe, held_out, prefit, micro_X):
     assert prefit.score(held_out) == pytest.approx(micro_pipe["micro"].score(held_out))
 
 
-def test_cross_validated_calibration_fits_its_own_estimator(micro_pipe, micro_X):
-    tokens = micro_pipe["tokens"].transform(micro_X)
-    unfitted = MicroDynamicsEstimator(decoupled_epochs=0, coupled_epochs=1, **TINY)
-    cal = CalibratedDynamics(unfitted, cv=2, n_draws=2).fit(tokens)
-    assert cal.estimator_ is not unfitted and not hasattr(unfitted, "fields_")
-    assert cal.scale_.shape == (3, tokens.sizes["time"])
-    assert np.isfinite(cal.scale_).all() and np.isfinite(cal.offset_).all()
-
-
 def test_prefit_needs_a_fitted_estimator(held_out):
     with pytest.raises(NotFittedError, match="prefit"):
         CalibratedDynamics(MicroDynamicsEstimator(**TINY), cv="prefit").fit(held_out)

@@ -340,6 +340,18 @@ def test_calibrated_cross_validated_round_trip(fitted, tmp_path):
     np.testing.assert_allclose(mean_back.values, mean.values, rtol=0, atol=1e-6)
     np.testing.assert_allclose(std_back.values, std.values, rtol=0, atol=1e-6)
 
+    # The unfitted estimator is allowed only there (one fixture: the cross-validated fit is the slow part).
+    data = (tmp_path / "cal.skmld").read_bytes()
+    # estimator_ pointing at the unfitted estimator: refused, it must be fitted.
+    bad = _edit_json(data, "manifest.json", _set(["object", "estimator_"], {"same_as": "root/estimator/"}))
+    with pytest.raises(ValueError, match=r"entry 'root/estimator_/' refers to 'root/estimator/', which is stored "
+                                         r"unfitted"):
+        _load_bytes(bad, tmp_path)
+    bad = _edit_json(data, "root/estimator/estimator.json", _set(["fitted"], {}))
+    with pytest.raises(ValueError, match=r"member 'root/estimator/estimator.json': an unfitted "
+                                         r"MicroDynamicsEstimator holds parameters only"):
+        _load_bytes(bad, tmp_path)
+
 
 # --------------------------------------------------------------------- save errors
 def test_save_calibrated_with_a_splitter_cv_raises(fitted, tmp_path):
@@ -473,20 +485,6 @@ BAD_CALIBRATION = [
 def test_damaged_calibration_is_refused(cal_file, tmp_path, member, edit, match):
     with pytest.raises(ValueError, match=match):
         _load_bytes(_edit_json(cal_file, member, edit), tmp_path)
-
-
-def test_unfitted_estimator_only_inside_calibration(fitted, tmp_path):
-    persistence.save(fitted["cal_cv"], tmp_path / "cal.skmld")
-    data = (tmp_path / "cal.skmld").read_bytes()
-    # estimator_ pointing at the unfitted estimator: refused, it must be fitted.
-    bad = _edit_json(data, "manifest.json", _set(["object", "estimator_"], {"same_as": "root/estimator/"}))
-    with pytest.raises(ValueError, match=r"entry 'root/estimator_/' refers to 'root/estimator/', which is stored "
-                                         r"unfitted"):
-        _load_bytes(bad, tmp_path)
-    bad = _edit_json(data, "root/estimator/estimator.json", _set(["fitted"], {}))
-    with pytest.raises(ValueError, match=r"member 'root/estimator/estimator.json': an unfitted "
-                                         r"MicroDynamicsEstimator holds parameters only"):
-        _load_bytes(bad, tmp_path)
 
 
 def test_not_json(micro_file, tmp_path):
