@@ -10,7 +10,11 @@ Steps (see ``docs/user_guide.md`` for the same in code):
    meso samples: per-field R² and RMSE in physical units, graded and paper
    hotspot metrics, ±1σ/±2σ coverage, fit times; and the micro VAE's
    reconstruction of held-out micro samples;
-5. print a table, write figures, ``results.json`` and the fitted meso pipeline.
+5. calibrate the transfer model's ensemble spread on meso samples of its own
+   (:class:`~skmld.CalibratedDynamics`) and score coverage, spread–skill and
+   CRPS before and after, on the held-out and on the calibration samples;
+6. print the tables, write figures, ``results.json`` and the fitted,
+   calibrated meso pipeline.
 
 Sizes come from presets (``PRESETS``): ``"default"`` (≤ 15 min on a 2-core CPU),
 ``"quick"`` (≤ 3 min) and ``"tiny"`` (tests only; ``SKMLD_DEMO_TINY=1``).

@@ -280,17 +280,30 @@ def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, preci
 
 
 def make_rollout(nets, time_ratio: int, jit: bool = False):
-    """ADAPTER — the compiled rollout of ``_base._rollout`` (``jit``: with XLA).
+    """ADAPTER — the compiled rollouts of ``_base._rollout`` (``jit``: with XLA).
 
     Returns ``(run, concrete)``: ``run(x0, n_steps, n_draws, seed)`` returns
-    numpy ``(mean, std)`` fields ``(B, n_steps + 1, H, W, F)``;
-    ``concrete(shape, n_steps, n_draws)`` traces it for a static ``x0`` shape.
+    numpy ``(mean, std)`` fields ``(B, n_steps + 1, H, W, F)`` (the mean
+    rollout, and the std of an ``n_draws``-member trajectory ensemble, zeros
+    without draws); ``concrete(shape, n_steps, n_draws)`` traces it for a static
+    ``x0`` shape. The ensemble steps every member through the dynamics, which
+    :meth:`Counter.rollout` (decodes only) does not count.
     """
+    import numpy as np
     import tensorflow as tf
 
-    from skmld import _engine
+    from skmld import _rollout
 
-    fn = _engine.make_rollout(nets, time_ratio, jit)
+    unbounded = np.full(len(nets.fields), np.inf, np.float32)
+    mean_fn = _rollout.make_rollout(nets, time_ratio, jit, -unbounded, unbounded).python_function
+    ensemble_fn = _rollout.make_ensemble(nets, time_ratio, jit, -unbounded, unbounded).python_function
+
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def fn(x0, n_steps, n_draws, seed):
+        mean = mean_fn(x0, n_steps)[0]
+        std = tf.cond(n_draws > 0, lambda: ensemble_fn(x0, n_steps, n_draws, seed, False)[1],
+                      lambda: tf.zeros_like(mean))
+        return mean, std
 
     def run(x0, n_steps, n_draws, seed=0):
         out = fn(tf.constant(x0), tf.constant(n_steps), tf.constant(n_draws), tf.constant(seed))
