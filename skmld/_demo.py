@@ -344,6 +344,8 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
             std = _physical_std(tokenizer, pred_tokens, draws.std("draw", ddof=1))
         pred = tokenizer.inverse_transform(pred_tokens)
         predictions[name] = (pred, std)
+        if name == "transfer":
+            transfer_tokens = pred_tokens  # converts the calibrated std below
         metrics[name] = _evaluate(name, meso_test, pred, std, config.hotspot_threshold)
         if name in pipes:  # the estimator's own score: the same mean of per-field R² on scaled tokens
             metrics[name]["score"] = float(pipe.score(meso_test))
@@ -357,9 +359,9 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
         ("tokens", tokenizer),
         ("meso", CalibratedDynamics(pipes["transfer"]["meso"], cv="prefit", n_draws=config.n_draws)),
     ])
-    calibrated["meso"].fit(tokenizer.transform(meso_calibration))
-    est = pipes["transfer"]["meso"]
     calibration_tokens = tokenizer.transform(meso_calibration)
+    calibrated["meso"].fit(calibration_tokens)
+    est = pipes["transfer"]["meso"]
     ensembles = {"held_out": (meso_test, test_tokens, draws_test),
                  "calibration": (meso_calibration, calibration_tokens,
                                  est.predict_draws(calibration_tokens, n_draws=config.n_draws))}
@@ -369,7 +371,7 @@ def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = Tru
     timings["calibrate"] = time.perf_counter() - t0
     pred, _ = predictions["transfer"]
     std_tokens = calibrated["meso"].calibrated_std(draws_test.std("draw", ddof=1))
-    predictions["transfer"] = (pred, _physical_std(tokenizer, tokenizer.transform(pred), std_tokens))
+    predictions["transfer"] = (pred, _physical_std(tokenizer, transfer_tokens, std_tokens))
     no_hotspot = _no_hotspot_rmse(meso_test, config.hotspot_threshold)
 
     # 5. figures and files ---------------------------------------------------------------
