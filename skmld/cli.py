@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from skmld._constants import HOTSPOT_THRESHOLD
+
 __all__ = ["main"]
 
 _SUFFIXES = (".nc", ".nc4", ".zarr")
@@ -83,16 +85,9 @@ def _add_simulate_parser(subparsers) -> None:
 
 
 def _write(ds, path: Path) -> None:
-    try:
-        from skmld.fields import write_fields
-    except ImportError:  # the data layer is optional for this command
-        write_fields = None
-    if write_fields is not None:
-        write_fields(ds, path)
-    elif path.suffix.lower() == ".zarr":
-        ds.to_zarr(path, mode="w")
-    else:
-        ds.to_netcdf(path, engine="h5netcdf")
+    from skmld.fields import write_fields
+
+    write_fields(ds, path)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -172,7 +167,7 @@ def _add_demo_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--hotspot-threshold", type=_nonnegative_float, default=None, metavar="K",
-        help="temperature [K] above which a cell belongs to a hotspot, for the hotspot metrics (default: 875)",
+        help="temperature [K] above which a cell belongs to a hotspot, for the hotspot metrics (default: %(default_threshold)g)" % {"default_threshold": HOTSPOT_THRESHOLD},
     )
     # Tests only: much smaller than --quick (also SKMLD_DEMO_TINY=1).
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)

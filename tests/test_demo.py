@@ -45,6 +45,7 @@ def demo_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(demo_run):
     out, result = demo_run
     results = json.loads((out / "results.json").read_text())

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import TINY
@@ -53,6 +54,7 @@ def _fit_in_processes(tmp_path, n=2):
     return outs
 
 
+@pytest.mark.slow
 def test_same_random_state_same_history_and_predictions_across_processes(tmp_path):
     a, b = _fit_in_processes(tmp_path)
     history_a = json.loads((a / "history.json").read_text())

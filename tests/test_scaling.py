@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_single_device():
     """Same global batch on 2 replicas and on 1 device: same losses, weights and predictions to float rounding.
 
@@ -83,6 +85,7 @@ def test_mirrored_strategy_matches_single_device():
     np.testing.assert_allclose(mirrored["meso_pred"], single["meso_pred"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_multi_worker_example_on_localhost(tmp_path):
     """examples/multi_worker.py: two worker processes over loopback train one model together."""
     proc = subprocess.run(
@@ -99,6 +102,7 @@ def test_multi_worker_example_on_localhost(tmp_path):
     assert (tmp_path / "model.skmld").exists()
 
 
+@pytest.mark.slow
 def test_out_of_core_data_several_times_larger_than_a_memory_cap(tmp_path):
     """A 210 MiB Zarr store fits, scores and predicts (lazily, written chunk by chunk) under a cap of a third of it.
 
@@ -131,6 +135,7 @@ def _intra_op_threads(estimator, X, y=None):
     return float(tf.config.threading.get_intra_op_parallelism_threads())
 
 
+@pytest.mark.slow
 def test_cross_validation_in_loky_workers(micro_X):
     """n_jobs=2 (loky): same scores as in this process, and each worker's TensorFlow sized to its share of cores."""
     import joblib

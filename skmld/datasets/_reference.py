@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from skmld._constants import FIELD_UNITS
+
 __all__ = ["from_reference_arrays"]
 
 # Units of the fields of the paper, used when ``units`` does not name them.
-DEFAULT_UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
+DEFAULT_UNITS = FIELD_UNITS
 
 
 def from_reference_arrays(

@@ -9,8 +9,10 @@ from typing import Any, Hashable
 import numpy as np
 import xarray as xr
 
+from skmld._constants import FIELD_UNITS
+
 # Units of the canonical fields, used when the data carry no ``units`` attrs.
-DEFAULT_UNITS = {"temperature": "K", "pressure": "GPa", "microstructure": "-"}
+DEFAULT_UNITS = FIELD_UNITS
 _TOKEN_DIMS = ("token_y", "token_x", "patch_y", "patch_x")
 _HOTSPOT_VARS = ("T_hs", "A_hs", "dT_hs_dt", "dA_hs_dt")
 # Dimension of the rates: S snapshots give S - 1 forward differences, which
@@ -81,7 +83,9 @@ def _as_array_unchecked(obj: xr.Dataset | xr.DataArray, name: str = "data") -> x
     if isinstance(obj, xr.Dataset):
         if not obj.data_vars:
             raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
-        from skmld.fields import as_fields  # the single source of truth, units coordinate included
+        from skmld.fields import (
+            as_fields,  # the single source of truth, units coordinate included
+        )
 
         return as_fields(obj)
     raise TypeError(

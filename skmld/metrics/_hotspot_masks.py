@@ -7,7 +7,14 @@ from typing import Any, Iterable
 import numpy as np
 import xarray as xr
 
-from skmld.metrics._common import _align_time, _check_result, _pixel_area, _real, _temperature
+from skmld._constants import HOTSPOT_THRESHOLD
+from skmld.metrics._common import (
+    _align_time,
+    _check_result,
+    _pixel_area,
+    _real,
+    _temperature,
+)
 from skmld.metrics._hotspots import HOTSPOT_CONNECTIVITY, _n_hotspots
 
 
@@ -45,7 +52,7 @@ def hotspot_mask_scores(
     truth: xr.Dataset | xr.DataArray,
     pred: xr.Dataset | xr.DataArray,
     *,
-    thresholds: float | Iterable[float] = (875.0,),
+    thresholds: float | Iterable[float] = (HOTSPOT_THRESHOLD,),
     pixel_area: float | None = None,
 ) -> xr.Dataset:
     """Graded hotspot metrics: overlap of the hot masks, hotspot counts and excess heat.

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from skmld._constants import HOTSPOT_THRESHOLD
 from skmld.metrics._common import (
     _HOTSPOT_VARS,
     INTERVAL_DIM,
@@ -28,7 +29,7 @@ from skmld.metrics._common import (
 
 def hotspot_metrics(
     temperature: xr.Dataset | xr.DataArray,
-    threshold: float = 875.0,
+    threshold: float = HOTSPOT_THRESHOLD,
     pixel_area: float | None = None,
     dt: float | None = None,
 ) -> xr.Dataset:
@@ -146,7 +147,7 @@ def _forward_rate(values: xr.DataArray, dt: float | None) -> xr.DataArray:
 def hotspot_rmse(
     truth: xr.Dataset | xr.DataArray,
     pred: xr.Dataset | xr.DataArray,
-    threshold: float = 875.0,
+    threshold: float = HOTSPOT_THRESHOLD,
     pixel_area: float | None = None,
     dt: float | None = None,
 ) -> xr.Dataset:
@@ -241,7 +242,7 @@ def _n_hotspots(hot: xr.DataArray) -> xr.DataArray:
     )
 
 
-def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = 875.0) -> xr.DataArray:
+def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = HOTSPOT_THRESHOLD) -> xr.DataArray:
     """Number of hotspots, the connected regions of hot pixels, per image.
 
     A pixel is hot when its temperature is strictly above ``threshold``; two

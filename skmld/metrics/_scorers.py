@@ -7,11 +7,25 @@ from typing import Any, Callable
 import numpy as np
 import xarray as xr
 
-from skmld.metrics._common import _TOKEN_DIMS, _align_time, _as_array, _pixel_area, _real, _temperature
+from skmld._constants import HOTSPOT_THRESHOLD
+from skmld.metrics._common import (
+    _TOKEN_DIMS,
+    _align_time,
+    _as_array,
+    _pixel_area,
+    _real,
+    _temperature,
+)
 from skmld.metrics._fields import r2_per_field
 from skmld.metrics._hotspot_masks import _excess_heat
 from skmld.metrics._hotspots import hotspot_rmse
-from skmld.metrics._pinned import _PINNED_RTOL, _conform, _field_names, _pinned, _resolve_bounds
+from skmld.metrics._pinned import (
+    _PINNED_RTOL,
+    _conform,
+    _field_names,
+    _pinned,
+    _resolve_bounds,
+)
 from skmld.metrics._probabilistic import probabilistic_scores
 
 
@@ -163,7 +177,7 @@ class _Scorer:
             per = [d for d in truth.dims if d != "field"]
             rmse = np.sqrt(((truth - pred) ** 2).mean(per))
             return -float(rmse.mean())
-        threshold = self.options.get("threshold", 875.0)
+        threshold = self.options.get("threshold", HOTSPOT_THRESHOLD)
         if self.kind == "hotspot_f1":
             t_temp, p_temp = _temperature(truth), _temperature(pred)
             hot_t, hot_p = t_temp > threshold, p_temp > threshold
@@ -212,7 +226,7 @@ def get_scorer_names() -> list[str]:
 def get_scorer(
     name: str = "r2",
     *,
-    threshold: float = 875.0,
+    threshold: float = HOTSPOT_THRESHOLD,
     field: str | None = None,
 ) -> Callable[..., float]:
     """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``, higher is better.
@@ -282,7 +296,7 @@ def get_scorer(
         )
     kind = _SCORERS[name][0]
     options: dict[str, Any] = {}
-    if kind in _THRESHOLD_KINDS and threshold != 875.0:
+    if kind in _THRESHOLD_KINDS and threshold != HOTSPOT_THRESHOLD:
         options["threshold"] = _real(threshold, "threshold")
     if field is not None:
         if kind not in _FIELD_KINDS:

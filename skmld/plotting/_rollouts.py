@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from skmld._constants import HOTSPOT_THRESHOLD
 from skmld.metrics import _as_array, _field_units, hotspot_metrics
 from skmld.plotting._common import _check_physical, _extent, _limits, _save
 
@@ -138,7 +139,7 @@ def plot_hotspots(
     pred: xr.Dataset | xr.DataArray,
     std: xr.Dataset | xr.DataArray | None = None,
     *,
-    threshold: float = 875.0,
+    threshold: float = HOTSPOT_THRESHOLD,
     sample: int | None = None,
     path: str | os.PathLike | None = None,
 ) -> Figure:
