@@ -24,7 +24,7 @@ import joblib  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from skmld import CalibratedDynamics  # noqa: E402
-from skmld._demo import PRESETS, _configure_tensorflow, _physical_std  # noqa: E402
+from skmld._demo import PRESETS, configure_tensorflow, _physical_std  # noqa: E402
 from skmld.datasets import make_pore_collapse  # noqa: E402
 from skmld.metrics import probabilistic_scores  # noqa: E402
 
@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--methods", nargs="+", default=["likelihood", "crps"])
     args = ap.parse_args()
-    _configure_tensorflow(True)
+    configure_tensorflow(True)
     c = PRESETS["default"]
     pipe = joblib.load(args.demo_dir / "meso_pipeline.pkl")
     tok, est = pipe["tokens"], pipe[-1].estimator_

@@ -22,7 +22,7 @@ import joblib  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer  # noqa: E402
-from skmld._demo import PRESETS, _configure_tensorflow  # noqa: E402
+from skmld._demo import PRESETS, configure_tensorflow  # noqa: E402
 from skmld.datasets import make_pore_collapse  # noqa: E402
 from skmld.metrics import hotspot_mask_scores, hotspot_rmse, r2_per_field  # noqa: E402
 
@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--params", default="{}", help="JSON of MesoDynamicsEstimator parameters")
     args = ap.parse_args()
     c = PRESETS["default"]
-    _configure_tensorflow(True)
+    configure_tensorflow(True)
     micro = joblib.load(args.micro) if args.micro.exists() else fit_micro(args.seed, args.micro)
     params = json.loads(args.params)
     meso = make_pore_collapse("meso", c.n_meso_train + c.n_meso_test, random_state=args.seed + 1)

@@ -78,9 +78,9 @@ def main(argv=None) -> dict:
     log = logging.getLogger("micro_fit")
     log.info("settings: %s", vars(args))
 
-    from skmld._demo import _configure_tensorflow
+    from skmld._demo import configure_tensorflow
 
-    _configure_tensorflow(fast_graphs=not args.grappler)
+    configure_tensorflow(fast_graphs=not args.grappler)
     import tensorflow as tf  # noqa: F401  (recorded in machine())
     from sklearn.pipeline import Pipeline
 

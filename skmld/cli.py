@@ -167,7 +167,7 @@ def _add_demo_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--hotspot-threshold", type=_nonnegative_float, default=None, metavar="K",
-        help="temperature [K] above which a cell belongs to a hotspot, for the hotspot metrics (default: %(default_threshold)g)" % {"default_threshold": HOTSPOT_THRESHOLD},
+        help=f"temperature [K] above which a cell belongs to a hotspot, for the hotspot metrics (default: {HOTSPOT_THRESHOLD:g})",
     )
     # Tests only: much smaller than --quick (also SKMLD_DEMO_TINY=1).
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)

@@ -20,18 +20,10 @@ Sizes come from presets (``PRESETS``): ``"default"`` (≤ 15 min on a 2-core CPU
 ``"quick"`` (≤ 3 min) and ``"tiny"`` (tests only; ``SKMLD_DEMO_TINY=1``).
 """
 
-from skmld._demo._config import (
-           PRESETS,
-           TINY_ENV,
-           DemoConfig,
-           configure_tensorflow,
-           resolve_config,
-)
+from skmld._demo._config import PRESETS, TINY_ENV, DemoConfig, configure_tensorflow, resolve_config
 from skmld._demo._evaluate import HOT_THRESHOLDS, _micro_reconstruction, _physical_std  # noqa: F401 (benchmarks)
 from skmld._demo._report import MODELS, format_table, format_uncertainty_table
 from skmld._demo._run import main, run_demo
 
-_configure_tensorflow = configure_tensorflow  # the benchmarks' name
-
-__all__ = ["DemoConfig", "HOT_THRESHOLDS", "MODELS", "PRESETS", "TINY_ENV", "format_table",
+__all__ = ["DemoConfig", "HOT_THRESHOLDS", "MODELS", "PRESETS", "TINY_ENV", "configure_tensorflow", "format_table",
            "format_uncertainty_table", "main", "resolve_config", "run_demo"]

@@ -37,7 +37,7 @@ class DemoConfig:
     learning_rate: float = 1e-3
     n_draws: int = 16
     hotspot_threshold: float = HOTSPOT_THRESHOLD
-    fast_graphs: bool = True  # skip TensorFlow's graph optimiser (see _configure_tensorflow)
+    fast_graphs: bool = True  # skip TensorFlow's graph optimiser (see configure_tensorflow)
     notes: dict = field(default_factory=dict)
 
 

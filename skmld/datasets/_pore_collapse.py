@@ -22,15 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from skmld.datasets._pore_physics import (  # noqa: F401 (_max3, _mean3: the tests')
-    _SCALES,
-    PorePhysics,
-    _integrate,
-    _max3,
-    _mean3,
-    _pore_mask,
-    _random_pores,
-)
+from skmld.datasets._pore_physics import _SCALES, PorePhysics, _integrate, _pore_mask, _random_pores
 
 __all__ = ["PorePhysics", "make_pore_collapse"]
 

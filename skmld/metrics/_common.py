@@ -83,9 +83,7 @@ def _as_array_unchecked(obj: xr.Dataset | xr.DataArray, name: str = "data") -> x
     if isinstance(obj, xr.Dataset):
         if not obj.data_vars:
             raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
-        from skmld.fields import (
-            as_fields,  # the single source of truth, units coordinate included
-        )
+        from skmld.fields import as_fields  # the single source of truth, units coordinate included
 
         return as_fields(obj)
     raise TypeError(

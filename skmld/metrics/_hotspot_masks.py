@@ -8,13 +8,7 @@ import numpy as np
 import xarray as xr
 
 from skmld._constants import HOTSPOT_THRESHOLD
-from skmld.metrics._common import (
-    _align_time,
-    _check_result,
-    _pixel_area,
-    _real,
-    _temperature,
-)
+from skmld.metrics._common import _align_time, _check_result, _pixel_area, _real, _temperature
 from skmld.metrics._hotspots import HOTSPOT_CONNECTIVITY, _n_hotspots
 
 

@@ -8,24 +8,11 @@ import numpy as np
 import xarray as xr
 
 from skmld._constants import HOTSPOT_THRESHOLD
-from skmld.metrics._common import (
-    _TOKEN_DIMS,
-    _align_time,
-    _as_array,
-    _pixel_area,
-    _real,
-    _temperature,
-)
+from skmld.metrics._common import _TOKEN_DIMS, _align_time, _as_array, _pixel_area, _real, _temperature
 from skmld.metrics._fields import r2_per_field
 from skmld.metrics._hotspot_masks import _excess_heat
 from skmld.metrics._hotspots import hotspot_rmse
-from skmld.metrics._pinned import (
-    _PINNED_RTOL,
-    _conform,
-    _field_names,
-    _pinned,
-    _resolve_bounds,
-)
+from skmld.metrics._pinned import _PINNED_RTOL, _conform, _field_names, _pinned, _resolve_bounds
 from skmld.metrics._probabilistic import probabilistic_scores
 
 

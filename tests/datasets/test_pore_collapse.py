@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skmld.datasets import make_pore_collapse
-from skmld.datasets._pore_collapse import PorePhysics, _max3, _mean3
+from skmld.datasets._pore_collapse import PorePhysics
+from skmld.datasets._pore_physics import _max3, _mean3
 
 SMALL = {"shape": (32, 48), "n_steps": 13}  # 24 ns: the shock has crossed 48 µm
 FIELDS = ("temperature", "pressure", "microstructure")
