@@ -102,10 +102,9 @@ def _locked(fn, *args):
         return fn(*args)
 
 
-def _mean_and_std(estimator, x0, n_steps, n_draws, seed):
-    """The mean rollout of ``x0`` and, with ``n_draws``, the standard deviation of its trajectory ensemble."""
-    mean = estimator._rollout_block(x0, n_steps, 0, seed)[0]
-    return mean, (estimator._rollout_block(x0, n_steps, n_draws, seed)[1] if n_draws else None)
+def _mean_or_std(estimator, x0, n_steps, n_draws, seed):
+    """The mean rollout of ``x0`` (``n_draws == 0``) or the standard deviation of its trajectory ensemble."""
+    return estimator._rollout_block(x0, n_steps, n_draws, seed)[1 if n_draws else 0]
 
 
 class LatentDynamicsEstimator(BaseEstimator):
@@ -587,23 +586,26 @@ class LatentDynamicsEstimator(BaseEstimator):
         result is computed, so predictions of a data set larger than memory can be
         written chunk by chunk (e.g. :func:`skmld.write_fields`).
         """
-        rows = _engine.batches(x.shape[0], self._rollout_rows(grid, n_draws))
+        # The mean is rolled out in the same blocks with or without an ensemble:
+        # a convolution's float sums depend on the batch it runs in.
+        kinds = [0, n_draws] if n_draws else [0]
         if not _data.is_lazy(x):
-            parts = [_mean_and_std(self, x[sl, 0], n_steps, n_draws, seed) for sl in rows]
-            mean = np.concatenate([p[0] for p in parts])
-            return mean, np.concatenate([p[1] for p in parts]) if n_draws else None
+            out = [np.concatenate([_mean_or_std(self, x[sl, 0], n_steps, k, seed)
+                                   for sl in _engine.batches(x.shape[0], self._rollout_rows(grid, k))])
+                   for k in kinds]
+            return out[0], out[1] if n_draws else None
         import dask
         import dask.array as da
 
-        _mean_and_std(self, np.zeros((1,) + x.shape[2:], np.float32), 1, n_draws, seed)  # trace before threads
-        block = dask.delayed(lambda *args: _locked(_mean_and_std, self, *args), pure=True, nout=2)
-        means, stds = [], []
-        for sl in rows:
-            shape = (sl.stop - sl.start, n_steps + 1) + x.shape[2:]
-            mean, std = block(x[sl, 0], n_steps, n_draws, seed)
-            means.append(da.from_delayed(mean, shape, dtype=np.float32))
-            stds.append(da.from_delayed(std, shape, dtype=np.float32))
-        return da.concatenate(means), da.concatenate(stds) if n_draws else None
+        block = dask.delayed(lambda *args: _locked(_mean_or_std, self, *args), pure=True)
+        out = []
+        for k in kinds:
+            _mean_or_std(self, np.zeros((1,) + x.shape[2:], np.float32), 1, k, seed)  # trace before threads
+            out.append(da.concatenate([
+                da.from_delayed(block(x[sl, 0], n_steps, k, seed),
+                                (sl.stop - sl.start, n_steps + 1) + x.shape[2:], dtype=np.float32)
+                for sl in _engine.batches(x.shape[0], self._rollout_rows(grid, k))]))
+        return out[0], out[1] if n_draws else None
 
     def _check_rollout_args(self, x, n_steps, n_draws, need_draws: bool):
         n_steps = x.shape[1] - 1 if n_steps is None else n_steps
