@@ -38,6 +38,7 @@ from skmld._layout import (
     to_blocks,
     to_domain,
 )
+from skmld import _state
 from skmld.exceptions import DivergenceError
 from skmld.nn.vae import DOWNSAMPLING
 
@@ -107,7 +108,7 @@ def _mean_or_std(estimator, x0, n_steps, n_draws, seed):
     return estimator._rollout_block(x0, n_steps, n_draws, seed)[1 if n_draws else 0]
 
 
-class LatentDynamicsEstimator(BaseEstimator):
+class LatentDynamicsEstimator(_state.FittedState, BaseEstimator):
     """Base class; use :class:`~skmld.MicroDynamicsEstimator` or :class:`~skmld.MesoDynamicsEstimator`."""
 
     # Micro: every token is an independent building block. Meso: the whole domain.
@@ -806,31 +807,38 @@ class LatentDynamicsEstimator(BaseEstimator):
         shared = {k: params.pop(k) for k in self._shared_params}
         return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, **shared)
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["distribute"] = None  # a strategy belongs to the process that made it
-        state.pop("_rollout_fn", None)
-        state.pop("_fingerprint", None)
-        nets = state.pop("_networks", None)
-        if nets is not None:
-            state["_networks_state"] = {
-                "fields": nets.fields,
-                "latent_channels": nets.latent_channels,
-                "models": {k: _serialize(m) for k, m in self._own_models(nets).items()},
-            }
-        return state
+    # -- fitted state, for pickle and skmld.persistence (see skmld._state) -----------
+    _fitted_attrs: dict = {
+        "fields_": ("a list of field names", _state.str_list),
+        "ranges_": ("None or a dict of field -> (min, max)", lambda v: v is None or _state.ranges(v)),
+        "bounds_": ("None or a dict of field -> (min or None, max or None)", lambda v: v is None or _state.bounds(v)),
+        "token_shape_": ("a pair of ints", _state.int_tuple(2)),
+        "latent_shape_": ("a triple of ints", _state.int_tuple(3)),
+        "history_": ("a list of dicts of loss terms", _state.history),
+    }
+    _runtime_attrs: tuple = ("_networks", "_rollout_fn", "_fingerprint")
+    _runtime_params: tuple = _shared_params  # a strategy belongs to the process that made it
 
     def __setstate__(self, state):
-        nets_state = state.pop("_networks_state", None)
-        _engine.limit_threads()
-        self.__dict__.update(state)
-        if nets_state is not None:
-            models = {k: _deserialize(v) for k, v in nets_state["models"].items()}
-            self._networks = self._restore_networks(models, nets_state["fields"], nets_state["latent_channels"])
+        _engine.limit_threads()  # before the networks are rebuilt
+        super().__setstate__(state)
+
+    def _network_state(self) -> dict | None:
+        nets = self.__dict__.get("_networks")
+        if nets is None:
+            return None
+        return {"fields": list(nets.fields), "latent_channels": int(nets.latent_channels),
+                "models": self._own_models(nets)}
+
+    def _set_network_state(self, state: dict) -> None:
+        self._networks = self._restore_networks(state["models"], list(state["fields"]), state["latent_channels"])
+
+    def _network_names(self) -> list:
+        return [f"{kind}/{f}" for f in self.fields_ for kind in _engine.PART_KINDS] + list(_engine.COUPLED)
 
     def _own_models(self, nets) -> dict:
         """The models this estimator owns (the meso estimator borrows the rest)."""
-        return nets.models
+        return {name: nets.models[name] for name in self._network_names()}
 
     def _restore_networks(self, models, fields, latent_channels):
         return _engine.Networks(models, fields, latent_channels)

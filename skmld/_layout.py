@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from skmld.fields import FIELD_DIMS, _time_error, to_dataset, validate_fields
-
-TOKEN_DIMS = ("sample", "time", "field", "token_y", "token_x", "patch_y", "patch_x")
+from skmld._tokens import TOKEN_DIMS, TokenSpec, check_token_dims
+from skmld.fields import FIELD_DIMS, _validate_view, as_fields, check_time, first_nonfinite, is_lazy, to_dataset
 LATENT_DIMS = ("sample", "time", "field", "channel", "token_y", "token_x", "latent_y", "latent_x")
 _WHOLE = ("sample", "time", "token_y", "patch_y", "token_x", "patch_x", "field")
 
@@ -60,93 +59,34 @@ def is_tokens(X) -> bool:
     return isinstance(X, xr.DataArray) and "token_y" in X.dims
 
 
-def _check_token_attrs(X: xr.DataArray, name: str) -> None:
-    missing = set(TOKEN_DIMS) - set(X.dims)
-    extra = set(X.dims) - set(TOKEN_DIMS)
-    if missing or extra:
-        raise ValueError(
-            f"{name} looks like tokens but has dims {X.dims}: missing {sorted(missing)}, "
-            f"unexpected {sorted(extra)}; expected {TOKEN_DIMS} (the output of PatchTokenizer.transform)."
-        )
-    for key in ("skmld_fields", "skmld_token_shape", "skmld_grid_shape"):
-        if key not in X.attrs:
-            raise ValueError(
-                f"{name} has token dims but no {key!r} attribute; pass the output of "
-                "PatchTokenizer.transform unchanged (its attrs record fields, ranges and token shape)."
-            )
+def _check_tokens(X: xr.DataArray, name: str) -> TokenSpec:
+    """Dims, values dtype, time axis and ``skmld_*`` attrs of tokens (read once, in :class:`TokenSpec`)."""
+    check_token_dims(X, name)
     empty = [d for d in TOKEN_DIMS if X.sizes[d] == 0]
     if empty:
         raise ValueError(f"{name} has empty dims {empty}: sizes {dict(X.sizes)}.")
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {X.dtype}.")
-    fields = X.attrs["skmld_fields"]
-    if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields) \
-            or len(fields) != X.sizes["field"]:
-        raise ValueError(
-            f"{name}'s skmld_fields attribute {fields!r} must list the names of its {X.sizes['field']} fields."
-        )
-    for key, dims in (("skmld_token_shape", ("patch_y", "patch_x")), ("skmld_grid_shape", ("token_y", "token_x"))):
-        value, sizes = X.attrs[key], [X.sizes[d] for d in dims]
-        if not isinstance(value, (list, tuple, np.ndarray)) or [v for v in value] != sizes \
-                or any(isinstance(v, (bool, np.bool_)) for v in value):
-            raise ValueError(
-                f"{name}'s {key} attribute {value!r} does not match its {dims} sizes {sizes}; pass the "
-                "output of PatchTokenizer.transform unchanged."
-            )
-    if "skmld_ranges" in X.attrs:
-        try:
-            ranges = np.asarray(X.attrs["skmld_ranges"], dtype=float)
-        except (TypeError, ValueError):
-            ranges = None
-        if ranges is None or ranges.shape != (X.sizes["field"], 2) or not np.isfinite(ranges).all() \
-                or (ranges[:, 1] < ranges[:, 0]).any():
-            raise ValueError(
-                f"{name}'s skmld_ranges attribute {X.attrs['skmld_ranges']!r} must hold a finite (min, max) "
-                f"pair per field ({X.sizes['field']} fields)."
-            )
+    spec = TokenSpec.from_attrs(X.attrs, X.sizes, name)
     if "time" in X.coords and X.sizes["time"] > 1:
-        message = _time_error(X["time"], name)
-        if message is not None:
-            raise ValueError(message)
+        check_time(X["time"], name)
+    return spec
 
 
-def _bounds_attr(X: xr.DataArray, name: str) -> list | None:
-    """The tokens' ``skmld_bounds``: a ``[lo, hi]`` pair per field, NaN where unbounded."""
-    if "skmld_bounds" not in X.attrs:
-        return None
-    try:
-        bounds = np.asarray(X.attrs["skmld_bounds"], dtype=float)
-    except (TypeError, ValueError):
-        bounds = None
-    if bounds is None or bounds.shape != (X.sizes["field"], 2) or np.isinf(bounds).any() \
-            or (bounds[:, 1] < bounds[:, 0]).any():
-        raise ValueError(
-            f"{name}'s skmld_bounds attribute {X.attrs['skmld_bounds']!r} must hold a (min, max) pair per "
-            f"field ({X.sizes['field']} fields), NaN where a field has no bound."
-        )
-    return bounds.tolist()
-
-
-def _first_nonfinite(values: np.ndarray, X: xr.DataArray, name: str) -> None:
-    """Name the field, sample and time of the first NaN/inf (values in ``_WHOLE``-like order)."""
-    # A float64 sum per (sample, time) is finite iff every value is (float32 values
-    # cannot overflow it), and needs no full-size temporary; dask computes only these sums.
-    sums = values.sum(axis=(2, 3, 4), dtype=np.float64)
-    per_step = ~np.isfinite(np.asarray(sums.compute() if hasattr(sums, "compute") else sums))
-    if per_step.any():
-        s, t = np.argwhere(per_step)[0]
-        f = int(np.flatnonzero((~np.isfinite(np.asarray(values[s, t]))).any(axis=(0, 1)))[0])
-        raise ValueError(
-            f"{name} contains NaN or inf: first in field {X['field'].values[f]!s}, "
-            f"sample index {s}, time index {t}."
-        )
+def _first_nonfinite(values, order: tuple, fields: list, name: str) -> None:
+    """Name the field, sample and time of the first NaN/inf of ``values`` (dims ``order``); dask computes flags only."""
+    var = xr.Variable(order, values)
+    where = first_nonfinite([var.isel(field=i) for i in range(var.sizes["field"])])
+    if where is not None:
+        f, s, t, _ = where
+        raise ValueError(f"{name} contains NaN or inf: first in field {fields[f]!s}, sample index {s}, time index {t}.")
 
 
 def _float32(data):
-    """float32 numpy array, or a lazy float32 dask array for dask-backed data (never loaded here)."""
-    if hasattr(data, "dask"):
+    """float32 C-ordered numpy array (one copy at most), or a lazy float32 dask array (never loaded here)."""
+    if is_lazy(data):
         return data.astype(np.float32)
-    return np.asarray(data, dtype=np.float32)
+    return np.asarray(data, dtype=np.float32, order="C")
 
 
 def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, Layout]:
@@ -156,47 +96,53 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
     time) finiteness flags.
     """
     if is_tokens(X):
-        _check_token_attrs(X, name)
+        spec = _check_tokens(X, name)
         whole = X.transpose(*_WHOLE)
         S, T, ty, py, tx, px, F = whole.shape
-        values = _float32(whole.data).reshape(S, T, ty * py, tx * px, F)
+        values = _float32(whole.data)
         if X.sizes["time"] < min_times:
             raise ValueError(f"{name} needs at least {min_times} time steps, got {X.sizes['time']}.")
+        fields = list(spec.fields)
+        if [str(f) for f in X["field"].values] != fields:
+            raise ValueError(
+                f"{name}'s field coordinate {list(X['field'].values)} differs from its "
+                f"skmld_fields attribute {fields}."
+            )
+        _first_nonfinite(values, _WHOLE, fields, name)
         layout = Layout(
             tokens=True,
-            fields=[str(f) for f in X.attrs["skmld_fields"]],
-            token_shape=tuple(int(v) for v in X.attrs["skmld_token_shape"]),
+            fields=fields,
+            token_shape=spec.token_shape,
             grid_shape=(ty, tx),
             sample=X["sample"] if "sample" in X.coords else xr.DataArray(np.arange(S), dims="sample"),
             time=X["time"] if "time" in X.coords else xr.DataArray(np.arange(T), dims="time"),
             attrs=dict(X.attrs),
-            ranges=[list(map(float, r)) for r in X.attrs["skmld_ranges"]] if "skmld_ranges" in X.attrs else None,
-            bounds=_bounds_attr(X, name),
+            ranges=None if spec.ranges is None else [list(r) for r in spec.ranges],
+            bounds=None if spec.bounds is None else [[np.nan if b is None else b for b in p] for p in spec.bounds],
         )
-        if [str(f) for f in X["field"].values] != layout.fields:
-            raise ValueError(
-                f"{name}'s field coordinate {list(X['field'].values)} differs from its "
-                f"skmld_fields attribute {layout.fields}."
-            )
-    else:
-        da = validate_fields(X, name=name)
-        if da.sizes["time"] < min_times:
-            raise ValueError(f"{name} needs at least {min_times} time steps, got {da.sizes['time']}.")
-        values = _float32(da.transpose("sample", "time", "y", "x", "field").data)
-        S, T, H, W, F = values.shape
-        layout = Layout(
-            tokens=False,
-            fields=[str(f) for f in da["field"].values],
-            token_shape=(H, W),
-            grid_shape=(1, 1),
-            sample=da["sample"],
-            time=da["time"],
-            attrs=dict(da.attrs),
-            spatial_coords={d: da[d] for d in ("y", "x") if d in da.coords},
-            as_dataset=isinstance(X, xr.Dataset),
-            field_attrs={str(v): dict(X[v].attrs) for v in X.data_vars} if isinstance(X, xr.Dataset) else {},
-        )
-    _first_nonfinite(values, X if is_tokens(X) else da, name)
+        return values.reshape(S, T, ty * py, tx * px, F), layout
+    # The values are checked once, as float32 below (values beyond float32 become inf).
+    _validate_view(X, name, check_values=False)
+    da = as_fields(X)
+    if da.sizes["time"] < min_times:
+        raise ValueError(f"{name} needs at least {min_times} time steps, got {da.sizes['time']}.")
+    order = ("sample", "time", "y", "x", "field")
+    values = _float32(da.transpose(*order).data)
+    S, T, H, W, F = values.shape
+    fields = [str(f) for f in da["field"].values]
+    _first_nonfinite(values, order, fields, name)
+    layout = Layout(
+        tokens=False,
+        fields=fields,
+        token_shape=(H, W),
+        grid_shape=(1, 1),
+        sample=da["sample"],
+        time=da["time"],
+        attrs=dict(da.attrs),
+        spatial_coords={d: da[d] for d in ("y", "x") if d in da.coords},
+        as_dataset=isinstance(X, xr.Dataset),
+        field_attrs={str(v): dict(X[v].attrs) for v in X.data_vars} if isinstance(X, xr.Dataset) else {},
+    )
     return values, layout
 
 

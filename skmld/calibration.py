@@ -23,6 +23,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from skmld import _state
 from skmld.fields import is_lazy
 from skmld._layout import from_domain, to_domain
 from skmld._rollout import scaled_bounds
@@ -122,7 +123,7 @@ def fit_variance_map_crps(residual: np.ndarray, std: np.ndarray) -> tuple[float,
     return float(a), float(b * scale)
 
 
-class CalibratedDynamics(MetaEstimatorMixin, BaseEstimator):
+class CalibratedDynamics(_state.FittedState, MetaEstimatorMixin, BaseEstimator):
     """A latent dynamics estimator whose predicted spread is fitted to held-out errors.
 
     For every field and lead time ``t`` (steps after the initial frame, 0
@@ -375,6 +376,45 @@ class CalibratedDynamics(MetaEstimatorMixin, BaseEstimator):
         from skmld.persistence import save
 
         save(self, path)
+
+    # -- fitted state (skmld._state) -----------------------------------------
+    _MATRIX = "array of shape (n_fields, n_lead_times)"
+    _fitted_attrs = {
+        "fields_": ("a list of field names", _state.str_list),
+        "scale_": (f"a finite, non-negative float64 {_MATRIX}", _state.matrix("f")),
+        "offset_": (f"a finite, non-negative float64 {_MATRIX}", _state.matrix("f")),
+        "n_calibration_pixels_": (f"a non-negative int64 {_MATRIX}", _state.matrix("i")),
+    }
+    _estimator_slots = {
+        "estimator": _state.Slot(("MicroDynamicsEstimator", "MesoDynamicsEstimator"), unfitted=True),
+        "estimator_": _state.Slot(("MicroDynamicsEstimator", "MesoDynamicsEstimator")),
+    }
+
+    @classmethod
+    def _param_problem(cls, params: dict) -> str | None:
+        cv = params.get("cv")
+        if cv is None or (isinstance(cv, str) and cv == "prefit") or (
+                isinstance(cv, Integral) and not isinstance(cv, (bool, np.bool_))):
+            return None
+        return (f"has cv={cv!r} (a {type(cv).__module__}.{type(cv).__qualname__}), which skmld's safe format "
+                "cannot store: param 'cv' must be 'prefit', an int or None, not a cross-validation splitter or "
+                "iterable of splits (an object, not data). Set cv='prefit' or an int (e.g. est.set_params(cv=5), "
+                "which changes no fitted attribute) before saving.")
+
+    @classmethod
+    def _state_problem(cls, state: dict) -> str | None:
+        problem = super()._state_problem(state)
+        if problem is not None:
+            return problem
+        names = ("scale_", "offset_", "n_calibration_pixels_")
+        leads = [state[name].shape[1] for name in names]
+        expected = (len(state["fields_"]), max(leads, key=leads.count))  # the odd one out is wrong
+        for name in names:
+            if state[name].shape != expected:
+                return (f"fitted attribute {name!r} has shape {state[name].shape}; {', '.join(names[:2])} and "
+                        f"{names[2]} must all have shape (n_fields, n_lead_times) = {expected}, with n_fields = "
+                        f"len(fields_) = {expected[0]}.")
+        return None
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "scale_")

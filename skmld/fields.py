@@ -22,15 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-__all__ = [
-    "FIELD_DIMS",
-    "SPATIAL_DIMS",
-    "as_fields",
-    "open_fields",
-    "to_dataset",
-    "validate_fields",
-    "write_fields",
-]
+__all__ = ["FIELD_DIMS", "SPATIAL_DIMS", "as_fields", "open_fields", "to_dataset", "validate_fields", "write_fields"]
 
 #: Dimensions of the canonical field DataArray, in order.
 FIELD_DIMS: tuple[str, ...] = ("sample", "time", "field", "y", "x")
@@ -45,8 +37,33 @@ _SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr"}
 
 
 def is_lazy(a) -> bool:
-    """Whether ``a`` (an array, or the ``.data`` of an xarray object) is a dask array, read chunk by chunk."""
+    """Whether ``a`` (an array, or an xarray DataArray or Variable) holds a dask array, read chunk by chunk."""
+    if isinstance(a, (xr.DataArray, xr.Variable)):
+        a = a.data
     return type(a).__module__.startswith("dask.")
+
+
+def first_nonfinite(arrays) -> tuple[int, int, int, int] | None:
+    """``(field, sample, time, n_slices)`` of the first NaN or inf in per-field ``arrays``, or None.
+
+    Each array (DataArray or Variable) has dims ``sample`` and ``time`` among
+    others, searched in (sample, time, field) order; ``n_slices`` counts the
+    non-finite slices. NumPy data cost two reductions per field when all is
+    finite (no temporary); dask data compute one boolean per slice, all fields
+    in one pass.
+    """
+    variables = [getattr(a, "variable", a) for a in arrays]
+    todo = [i for i, v in enumerate(variables) if v.dtype.kind == "f" and v.size and (
+        is_lazy(v) or not (np.isfinite(np.min(v.data)) and np.isfinite(np.max(v.data))))]
+    if not todo:
+        return None
+    ok = xr.Dataset({f"f{i}": np.isfinite(v).all([d for d in v.dims if d not in ("sample", "time")])
+                     for i, v in ((i, variables[i]) for i in todo)}).compute()
+    bad = np.argwhere(~np.stack([ok[f"f{i}"].transpose("sample", "time").values for i in todo], axis=-1))
+    if not len(bad):
+        return None
+    s, t, k = (int(v) for v in bad[0])
+    return todo[k], s, t, len(bad)
 
 
 class _FieldView(NamedTuple):
@@ -65,25 +82,15 @@ class _FieldView(NamedTuple):
     bounds: dict[Hashable, tuple] = {}  # noqa: RUF012 (never mutated)
 
 
-def _dims_error(name: str, what: str, dims, expected) -> ValueError | None:
+def _check_dims(name: str, what: str, dims, expected) -> None:
     missing = [d for d in expected if d not in dims]
     extra = [d for d in dims if d not in expected]
     if not missing and not extra:
-        return None
-    parts = []
-    if missing:
-        parts.append(f"is missing dims {missing}")
-    if extra:
-        parts.append(f"has unexpected dims {extra}")
-    hint = (
-        " Rename dims with .rename(...), or add a length-1 dim with .expand_dims(...)."
-        if missing
-        else " Select or reduce the extra dims first, e.g. .isel(...)."
-    )
-    return ValueError(
-        f"{name}{what} {' and '.join(parts)}; expected dims {tuple(expected)}, "
-        f"got {tuple(dims)}.{hint}"
-    )
+        return
+    parts = [f"is missing dims {missing}"] * bool(missing) + [f"has unexpected dims {extra}"] * bool(extra)
+    hint = (" Rename dims with .rename(...), or add a length-1 dim with .expand_dims(...)." if missing
+            else " Select or reduce the extra dims first, e.g. .isel(...).")
+    raise ValueError(f"{name}{what} {' and '.join(parts)}; expected dims {tuple(expected)}, got {tuple(dims)}.{hint}")
 
 
 def _field_view(obj: Any, name: str = "X") -> _FieldView:
@@ -93,9 +100,7 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
             raise ValueError(f"{name} is a Dataset without data variables; expected one per field.")
         arrays, units, bounds = [], {}, {}
         for var, arr in obj.data_vars.items():
-            err = _dims_error(name, f" variable {var!r}", arr.dims, VARIABLE_DIMS)
-            if err is not None:
-                raise err
+            _check_dims(name, f" variable {var!r}", arr.dims, VARIABLE_DIMS)
             arrays.append(arr.transpose(*VARIABLE_DIMS))
             if "units" in arr.attrs:
                 units[var] = str(arr.attrs["units"])
@@ -104,14 +109,10 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
                 bounds[var] = (None if lo is None else float(lo), None if hi is None else float(hi))
         return _FieldView(list(obj.data_vars), arrays, units, dict(obj.attrs), xr.Dataset, bounds)
     if isinstance(obj, xr.DataArray):
-        err = _dims_error(name, "", obj.dims, FIELD_DIMS)
-        if err is not None:
-            raise err
+        _check_dims(name, "", obj.dims, FIELD_DIMS)
         if "field" not in obj.coords:
-            raise ValueError(
-                f"{name} has no 'field' coordinate; name the fields with "
-                f"{name}.assign_coords(field=[...])."
-            )
+            raise ValueError(f"{name} has no 'field' coordinate; name the fields with "
+                             f"{name}.assign_coords(field=[...]).")
         names = list(obj["field"].values.tolist())
         if len(set(names)) != len(names):
             dup = sorted({str(n) for n in names if names.count(n) > 1})
@@ -128,10 +129,8 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
             arr.attrs = {}  # isel made new objects; drop_attrs would copy the data
         attrs = {k: v for k, v in obj.attrs.items() if not (k == "units" and isinstance(v, Mapping))}
         return _FieldView(names, arrays, units, attrs, xr.DataArray)
-    raise TypeError(
-        f"{name} must be an xarray.Dataset (one variable per field) or an "
-        f"xarray.DataArray with dims {FIELD_DIMS}, got {type(obj).__name__}."
-    )
+    raise TypeError(f"{name} must be an xarray.Dataset (one variable per field) or an xarray.DataArray with dims "
+                    f"{FIELD_DIMS}, got {type(obj).__name__}.")
 
 
 def as_fields(obj: xr.Dataset | xr.DataArray) -> xr.DataArray:
@@ -175,15 +174,9 @@ def as_fields(obj: xr.Dataset | xr.DataArray) -> xr.DataArray:
     ['K']
     """
     view = _field_view(obj, name="obj")
-    if view.kind is xr.Dataset:
-        # to_dataarray stays lazy on dask-backed variables.
-        da = obj.to_dataarray(dim="field").transpose(*FIELD_DIMS)
-        da.attrs = dict(view.attrs)
-        da.name = None
-    else:
-        da = obj.transpose(*FIELD_DIMS)
-        da = da.copy(deep=False)
-        da.attrs = dict(view.attrs)
+    # to_dataarray stays lazy on dask-backed variables; transpose makes a new object (not obj) to give attrs.
+    da = (obj.to_dataarray(dim="field") if view.kind is xr.Dataset else obj).transpose(*FIELD_DIMS)
+    da.attrs = dict(view.attrs)
     units = [view.units.get(f, "") for f in view.names]
     return da.assign_coords(units=("field", np.array(units, dtype=object)))
 
@@ -214,15 +207,16 @@ def to_dataset(da: xr.DataArray | xr.Dataset) -> xr.Dataset:
     (['pressure'], 'GPa')
     """
     view = _field_view(da, name="da")
-    data_vars = {}
-    for name, arr in zip(view.names, view.arrays):
-        arr = arr.copy(deep=False)
-        arr.attrs = dict(arr.attrs)
-        if name in view.units:
-            arr.attrs["units"] = view.units[name]
-        arr.name = name
-        data_vars[name] = arr
+    data_vars = {name: arr.assign_attrs({"units": view.units[name]} if name in view.units else {})
+                 for name, arr in zip(view.names, view.arrays)}
     return xr.Dataset(data_vars, attrs=dict(view.attrs))
+
+
+def check_time(time: xr.DataArray, name: str) -> None:
+    """Raise ValueError if the ``time`` coordinate is unusable as a fixed-step axis."""
+    message = _time_error(time, name)
+    if message is not None:
+        raise ValueError(message)
 
 
 def _time_error(time: xr.DataArray, name: str) -> str | None:
@@ -233,28 +227,24 @@ def _time_error(time: xr.DataArray, name: str) -> str | None:
     elif not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
         return f"{name} time coordinate must be numeric or datetime, got dtype {t.dtype}."
     t = t.astype(np.float64)
-    if not np.all(np.isfinite(t)):
+    if not np.isfinite(t).all():
         return f"{name} time coordinate contains NaN or inf."
     steps = np.diff(t)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
-        return (
-            f"{name} time coordinate must be strictly increasing; time[{i}]={float(t[i])!r} "
-            f"is followed by time[{i + 1}]={float(t[i + 1])!r}. Sort with .sortby('time')."
-        )
+        return (f"{name} time coordinate must be strictly increasing; time[{i}]={float(t[i])!r} is followed by "
+                f"time[{i + 1}]={float(t[i + 1])!r}. Sort with .sortby('time').")
     dt = float(np.median(steps))
     # Relative tolerance on the step, plus the rounding of the stored time values.
     eps = np.finfo(time.dtype if time.dtype.kind == "f" else np.float64).eps
     tol = _TIME_RTOL * dt + 4 * eps * float(np.max(np.abs(t)))
     bad = np.abs(steps - dt) > tol
-    if np.any(bad):
-        i = int(np.argmax(bad))
-        return (
-            f"{name} time coordinate must be uniformly spaced (the models assume a fixed "
-            f"step): step {i} (time[{i}]={float(t[i])!r} -> time[{i + 1}]={float(t[i + 1])!r}) is "
-            f"{float(steps[i])!r}, the typical step is {dt!r}."
-        )
-    return None
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return (f"{name} time coordinate must be uniformly spaced (the models assume a fixed step): step {i} "
+            f"(time[{i}]={float(t[i])!r} -> time[{i + 1}]={float(t[i + 1])!r}) is {float(steps[i])!r}, the typical "
+            f"step is {dt!r}.")
 
 
 def _coord_label(arr: xr.DataArray, dim: str, i: int) -> str:
@@ -274,63 +264,40 @@ def _validate_view(obj: Any, name: str, check_values: bool = True) -> _FieldView
         raise ValueError(f"{name} has empty dims ['field']: it holds no fields.")
     bad = [f for f in view.names if not isinstance(f, str) or not f]
     if bad:
-        raise ValueError(
-            f"{name} has field names {bad} that are not non-empty strings; name every field, e.g. "
-            "'temperature', 'pressure', 'microstructure'."
-        )
+        raise ValueError(f"{name} has field names {bad} that are not non-empty strings; name every field, e.g. "
+                         "'temperature', 'pressure', 'microstructure'.")
     first = view.arrays[0]
     for field, arr in zip(view.names, view.arrays):
         if arr.sizes != first.sizes:
-            raise ValueError(
-                f"{name} fields differ in shape: {view.names[0]!r} has "
-                f"{dict(first.sizes)}, {field!r} has {dict(arr.sizes)}."
-            )
+            raise ValueError(f"{name} fields differ in shape: {view.names[0]!r} has {dict(first.sizes)}, "
+                             f"{field!r} has {dict(arr.sizes)}.")
     sizes = dict(first.sizes, field=len(view.names))
     empty = [d for d in FIELD_DIMS if sizes[d] == 0]
     if empty:
         raise ValueError(f"{name} has empty dims {empty}; sizes are {sizes}.")
     for field, arr in zip(view.names, view.arrays):
         if arr.dtype.kind not in "biuf":
-            raise ValueError(
-                f"{name} field {field!r} has non-numeric dtype {arr.dtype}; expected "
-                f"real numbers (bool, int or float)."
-            )
+            raise ValueError(f"{name} field {field!r} has non-numeric dtype {arr.dtype}; expected real numbers "
+                             "(bool, int or float).")
     if sizes["time"] < 2:
-        raise ValueError(
-            f"{name} has {sizes['time']} time step; at least 2 are needed to learn dynamics."
-        )
+        raise ValueError(f"{name} has {sizes['time']} time step; at least 2 are needed to learn dynamics.")
     if "time" in first.coords:
-        msg = _time_error(first["time"], name)
-        if msg is not None:
-            raise ValueError(msg)
+        check_time(first["time"], name)
     if check_values:
         _check_finite(view, name)
     return view
 
 
 def _check_finite(view: _FieldView, name: str) -> None:
-    floats = [i for i, a in enumerate(view.arrays) if a.dtype.kind == "f"]
-    if not floats:
+    where = first_nonfinite(view.arrays)
+    if where is None:
         return
-    # One small boolean per (sample, time, field): only that much is computed.
-    ok = xr.Dataset(
-        {f"f{i}": np.isfinite(view.arrays[i]).all(SPATIAL_DIMS) for i in floats}
-    ).compute()
-    ok = np.stack([np.asarray(ok[f"f{i}"].transpose("sample", "time").values) for i in floats],
-                  axis=-1)
-    if ok.all():
-        return
-    bad = np.argwhere(~ok)  # C order over (sample, time, field): the first bad value
-    s, t, k = (int(v) for v in bad[0])
-    field = view.names[floats[k]]
-    arr = view.arrays[floats[k]]
-    image = np.asarray(arr.isel(sample=s, time=t).values)
-    kind = "NaN" if np.isnan(image).any() else "inf"
-    more = f" ({len(bad) - 1} more (sample, time, field) slices are not finite)" if len(bad) > 1 else ""
-    raise ValueError(
-        f"{name} contains {kind} in field {field!r} at {_coord_label(arr, 'sample', s)}, "
-        f"{_coord_label(arr, 'time', t)}{more}. Fill or drop non-finite values first."
-    )
+    i, s, t, n_bad = where
+    arr = view.arrays[i]
+    kind = "NaN" if np.isnan(np.asarray(arr.isel(sample=s, time=t).values)).any() else "inf"
+    more = f" ({n_bad - 1} more (sample, time, field) slices are not finite)" if n_bad > 1 else ""
+    raise ValueError(f"{name} contains {kind} in field {view.names[i]!r} at {_coord_label(arr, 'sample', s)}, "
+                     f"{_coord_label(arr, 'time', t)}{more}. Fill or drop non-finite values first.")
 
 
 def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.DataArray:
@@ -353,13 +320,13 @@ def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.Da
     TypeError
         If ``obj`` is not an xarray Dataset or DataArray.
     ValueError
-        If dims are missing or unexpected, a dim is empty, a field name is
-        not a non-empty string, a field is not numeric, there are fewer than 2 time steps, the ``time`` coordinate (when
-        present) is not strictly increasing with a uniform step (relative
-        tolerance 1e-6), or a value is NaN or infinite (the message names the
-        field, sample and time of the first one, in ``(sample, time, field)``
-        order). Only per-(sample, time, field) booleans are computed for dask
-        input.
+        If dims are missing or unexpected, a dim is empty, a field name is not a
+        non-empty string, a field is not numeric, there are fewer than 2 time
+        steps, the ``time`` coordinate (when present) is not strictly increasing
+        with a uniform step (relative tolerance 1e-6), or a value is NaN or
+        infinite (the message names the field, sample and time of the first one,
+        in ``(sample, time, field)`` order). Only per-(sample, time, field)
+        booleans are computed for dask input.
 
     Examples
     --------
@@ -381,10 +348,8 @@ def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.Da
 def _format(path: Path) -> str:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(
-            f"Cannot tell the format of {str(path)!r} from its suffix {path.suffix!r}; "
-            f"use one of {sorted(_SUFFIXES)}."
-        )
+        raise ValueError(f"Cannot tell the format of {str(path)!r} from its suffix {path.suffix!r}; "
+                         f"use one of {sorted(_SUFFIXES)}.")
     return fmt
 
 
@@ -398,12 +363,8 @@ def _zarr_consolidated(path: Path) -> bool | None:
     return None
 
 
-def open_fields(
-    path: str | os.PathLike,
-    *,
-    chunks: Mapping[str, int] | str | None = "auto",
-    **kwargs: Any,
-) -> xr.DataArray:
+def open_fields(path: str | os.PathLike, *, chunks: Mapping[str, int] | str | None = "auto",
+                **kwargs: Any) -> xr.DataArray:
     """Open a NetCDF (``.nc``) or Zarr (``.zarr``) field dataset lazily.
 
     Parameters
@@ -438,11 +399,9 @@ def open_fields(
     fmt = _format(path)
     if isinstance(chunks, str) and chunks == "auto":
         chunks = {"sample": 1}
-    engine = "h5netcdf" if fmt == "netcdf" else "zarr"
     if fmt == "zarr":
         kwargs.setdefault("consolidated", _zarr_consolidated(path))
-    ds = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
-    return as_fields(ds)
+    return as_fields(xr.open_dataset(path, engine="h5netcdf" if fmt == "netcdf" else "zarr", chunks=chunks, **kwargs))
 
 
 def write_fields(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike, **kwargs: Any) -> None:

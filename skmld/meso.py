@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skmld import _engine
 from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
+from skmld._state import Slot
 from skmld.micro import build_networks
 from skmld.nn.dynamics import DYNAMICS
 
@@ -302,11 +303,11 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
         return stages + [Stage("meso", trainable, meso_epochs, horizons, train_decoupled=train_decoupled,
                                train_coupled=True)]
 
-    # -- pickling: the backbone pickles itself; keep only the parts we own ----------
-    def _own_models(self, nets):
-        if self.backbone is None:
-            return nets.models
-        return {name: nets.models[name] for name in self._owned_names()}
+    # -- fitted state: the backbone is stored as itself; keep only the parts we own --
+    _estimator_slots = {"backbone": Slot(("MicroDynamicsEstimator",))}
+
+    def _network_names(self) -> list:
+        return super()._network_names() if self.backbone is None else self._owned_names()
 
     def _restore_networks(self, models, fields, latent_channels):
         if self.backbone is not None:

@@ -3,11 +3,13 @@
 A meso domain is a correlated system of micro-scale building blocks. The
 :class:`PatchTokenizer` scales every field to [0, 1], pads the grid to a whole
 number of tokens and exposes the tokens as named dims; its inverse stitches
-them back. No TensorFlow here.
+them back. A fitted tokenizer cuts any grid of the fitted spacing into its
+tokens, so models fitted on one domain size run on another. No TensorFlow here.
 """
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 from typing import Any
 
@@ -17,29 +19,15 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skmld.fields import (
-    SPATIAL_DIMS,
-    VARIABLE_DIMS,
-    _coord_label,
-    _field_view,
-    _validate_view,
-    is_lazy,
-)
+from skmld import _state
+from skmld._tokens import (TOKEN_ATTRS, TOKEN_DIMS, TokenSpec, as_tokens, check_token_dims, grid_coords, grid_step,
+                           resolve_patch, resolve_ranges)
+from skmld.fields import (FIELD_DIMS, SPATIAL_DIMS, VARIABLE_DIMS, _check_finite, _coord_label, _field_view,
+                          _validate_view, first_nonfinite, is_lazy)
 
-__all__ = ["TOKEN_DIMS", "PatchTokenizer"]
+__all__ = ["TOKEN_ATTRS", "TOKEN_DIMS", "PatchTokenizer"]
 
-#: Dimensions of the token DataArray returned by :meth:`PatchTokenizer.transform`.
-TOKEN_DIMS: tuple[str, ...] = (
-    "sample", "time", "field", "token_y", "token_x", "patch_y", "patch_x",
-)
-#: Keys :meth:`PatchTokenizer.transform` writes to the tokens' attrs.
-TOKEN_ATTRS: tuple[str, ...] = (
-    "skmld_fields", "skmld_ranges", "skmld_token_shape", "skmld_grid_shape", "skmld_input_shape",
-    "skmld_bounds",
-)
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
 
 
 def _pad_index(n: int, pad: int, mode: str) -> np.ndarray:
@@ -47,7 +35,7 @@ def _pad_index(n: int, pad: int, mode: str) -> np.ndarray:
     return np.pad(np.arange(n), (0, pad), mode=mode)
 
 
-class PatchTokenizer(TransformerMixin, BaseEstimator):
+class PatchTokenizer(_state.FittedState, TransformerMixin, BaseEstimator):
     """Scale fields to [0, 1] and cut the grid into equal patches (tokens).
 
     Each token is a ``patch_y`` × ``patch_x`` building block of the domain; the
@@ -89,9 +77,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
     token_shape_ : (int, int)
         Token (patch) shape ``(patch_y, patch_x)``.
     grid_shape_ : (int, int)
-        Number of tokens ``(token_y, token_x)``.
+        Number of tokens ``(token_y, token_x)`` of the fitted grid.
     padding_ : (int, int)
-        Rows and columns of padding at the bottom and right.
+        Rows and columns of padding at the bottom and right of the fitted grid.
 
     See Also
     --------
@@ -101,11 +89,13 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
     -----
     ``transform`` returns float32 tokens with dims ``("sample", "time", "field",
     "token_y", "token_x", "patch_y", "patch_x")``, a ``units`` coordinate on
-    ``field`` and the attrs ``skmld_fields``, ``skmld_ranges`` (``[lo, hi]``
-    per field), ``skmld_token_shape``, ``skmld_grid_shape`` and
-    ``skmld_input_shape`` (the unpadded grid). Values outside the fitted range
-    map outside [0, 1]; they are never clipped. On dask input ``fit`` computes
-    only the per-field minimum and maximum, and ``transform`` stays lazy.
+    ``field`` and the ``skmld_*`` attrs of :class:`skmld._tokens.TokenSpec`
+    (fields, ranges, token and grid shape, unpadded grid, bounds, coordinate
+    spacing and origin). It takes any grid with the fitted spacing, and
+    ``inverse_transform`` returns the grid the tokens were made from. Values
+    outside the fitted range map outside [0, 1]; they are never clipped. On
+    dask input ``fit`` computes only per-slice finiteness flags and per-field
+    minima and maxima, and ``transform`` stays lazy.
 
     Examples
     --------
@@ -124,6 +114,9 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
     >>> back = tok.inverse_transform(T)
     >>> bool(np.allclose(back["temperature"], X["temperature"], rtol=1e-6))
     True
+    >>> big = xr.concat([X, X], dim="x")  # another grid: twice as wide
+    >>> tok.transform(big).sizes["token_x"], tok.inverse_transform(tok.transform(big)).sizes["x"]
+    (5, 20)
     """
 
     _parameter_constraints: dict = {
@@ -146,78 +139,60 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    # ------------------------------------------------------------------ fit
-    def _resolve_patch(self, shape: tuple[int, int]) -> tuple[int, int]:
-        m = int(self.multiple_of)
-        if self.patch_size is None:
-            return tuple(-(-n // m) * m for n in shape)
-        if isinstance(self.patch_size, Integral):
-            patch = (int(self.patch_size),) * 2
-        else:
-            patch = tuple(self.patch_size)
-            if len(patch) != 2 or not all(isinstance(p, Integral) and p >= 1 for p in patch):
-                raise ValueError(
-                    f"patch_size must be None, a positive int or a pair of positive ints "
-                    f"(patch_y, patch_x), got {self.patch_size!r}."
-                )
-            patch = tuple(int(p) for p in patch)
-        bad = [p for p in patch if p % m]
-        if bad:
-            raise ValueError(
-                f"patch_size {patch} has sides {bad} that are not multiples of "
-                f"multiple_of={m}; the networks halve the grid log2({m}) times."
-            )
-        if shape[0] < patch[0] or shape[1] < patch[1]:
-            raise ValueError(
-                f"The domain {shape} (y, x) is smaller than one token {patch}; use a "
-                f"smaller patch_size or patch_size=None (the whole domain is one token)."
-            )
-        return patch
+    # ------------------------------------------- fitted state (skmld._state)
+    _fitted_attrs = {
+        "fields_": ("a list of field names", _state.str_list),
+        "ranges_": ("a dict of field -> (min, max)", _state.ranges),
+        "units_": ("a dict of field -> units", _state.str_dict),
+        "bounds_": ("a dict of field -> (min or None, max or None)", _state.bounds),
+        "input_shape_": ("a pair of ints", _state.int_tuple(2)),
+        "token_shape_": ("a pair of ints", _state.int_tuple(2)),
+        "grid_shape_": ("a pair of ints", _state.int_tuple(2)),
+        "padding_": ("a pair of ints", _state.int_tuple(2)),
+        "_fit_kind": ("'Dataset' or 'DataArray'", lambda v: v in ("Dataset", "DataArray")),
+        "_attrs": ("a dict", lambda v: isinstance(v, dict)),
+        "_spatial_coords": ("a dict of name -> xarray variable", _state.variables),
+    }
 
-    def _resolve_ranges(self, view) -> dict:
-        fixed = dict(self.ranges or {})
-        unknown = [f for f in fixed if f not in view.names]
-        if unknown:
-            raise ValueError(
-                f"ranges names fields {unknown} that are not in X; X has fields {view.names}."
-            )
-        for f, r in fixed.items():
-            try:
-                if isinstance(r, (str, bytes)) or any(
-                    isinstance(v, (bool, np.bool_, str, bytes)) for v in r
-                ):
-                    raise TypeError
-                lo, hi = (float(v) for v in r)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"ranges[{f!r}] must be a pair (min, max) of numbers, got {r!r}."
-                ) from None
-            if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
-                raise ValueError(
-                    f"ranges[{f!r}] must be finite with min <= max, got ({lo}, {hi})."
-                )
-            fixed[f] = (lo, hi)
-        todo = [i for i, f in enumerate(view.names) if f not in fixed]
-        if todo:
-            # A Dataset of per-field reductions: dask computes them in one pass.
-            red = {}
-            for i in todo:
-                red[f"lo{i}"] = view.arrays[i].min()
-                red[f"hi{i}"] = view.arrays[i].max()
-            red = xr.Dataset(red).compute()
-            for i in todo:
-                fixed[view.names[i]] = (float(red[f"lo{i}"]), float(red[f"hi{i}"]))
-        for f in view.names:
-            lo, hi = fixed[f]
-            # Tokens are float32: the scaled offset (x - min) must fit one.
-            if not np.isfinite(hi - lo) or max(abs(lo), abs(hi), hi - lo) > _FLOAT32_MAX:
-                where = "ranges" if f in (self.ranges or {}) else "X"
-                raise ValueError(
-                    f"{where} gives field {f!r} the range ({lo:g}, {hi:g}), beyond float32 "
-                    f"(|value| <= {_FLOAT32_MAX:.3g}), the dtype of the tokens; rescale the field "
-                    "(e.g. change its units) first."
-                )
-        return {f: fixed[f] for f in view.names}
+    def _fitted_state(self) -> dict:
+        state = super()._fitted_state()
+        if "_fit_kind" in state:  # the class, stored by name
+            state["_fit_kind"] = state["_fit_kind"].__name__
+        return state
+
+    def _set_fitted_state(self, state: dict) -> None:
+        kind = state.get("_fit_kind")
+        super()._set_fitted_state(state if not isinstance(kind, str) else {**state, "_fit_kind": getattr(xr, kind)})
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X, check_fixed: bool) -> None:
+        for param in ("patch_size", "multiple_of"):
+            value = getattr(self, param)
+            parts = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(p, (bool, np.bool_)) for p in parts):
+                raise TypeError(f"{param} must be made of ints, not bools; got {value!r}.")
+        view = _validate_view(X, "X", check_values=False)
+        lazy = any(is_lazy(a) for a in view.arrays)
+        if lazy:  # one compute of per-slice flags; NumPy values are checked with the ranges' reductions
+            _check_finite(view, "X")
+        ranges = resolve_ranges(self.ranges, view, check=not lazy, check_fixed=check_fixed)
+        first = view.arrays[0]
+        shape = (int(first.sizes["y"]), int(first.sizes["x"]))
+        spec = TokenSpec.for_grid(shape, resolve_patch(self.patch_size, self.multiple_of, shape),
+                                  fields=tuple(view.names))
+        self.fields_ = list(view.names)
+        self.ranges_ = ranges
+        self.units_ = dict(view.units)
+        self.bounds_ = {f: view.bounds.get(f, (None, None)) for f in self.fields_}
+        self.input_shape_ = shape
+        self.token_shape_ = spec.token_shape
+        self.grid_shape_ = spec.grid_shape
+        self.padding_ = spec.padding
+        # Kept to rebuild the fitted kind of object with its grid coords and attrs.
+        self._fit_kind = view.kind
+        self._attrs = dict(view.attrs)
+        self._spatial_coords = {k: v.variable.copy(deep=True) for k, v in first.coords.items()
+                                if v.dims and set(v.dims) <= set(SPATIAL_DIMS)}
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: xr.Dataset | xr.DataArray, y: Any = None) -> PatchTokenizer:
@@ -235,49 +210,41 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         self : PatchTokenizer
             Fitted tokenizer.
         """
-        for param in ("patch_size", "multiple_of"):
-            value = getattr(self, param)
-            parts = value if isinstance(value, (tuple, list)) else (value,)
-            if any(isinstance(p, (bool, np.bool_)) for p in parts):
-                raise TypeError(f"{param} must be made of ints, not bools; got {value!r}.")
-        view = _validate_view(X, "X")
-        first = view.arrays[0]
-        shape = (int(first.sizes["y"]), int(first.sizes["x"]))
-        patch = self._resolve_patch(shape)
-        self.fields_ = list(view.names)
-        self.ranges_ = self._resolve_ranges(view)
-        self.units_ = dict(view.units)
-        self.bounds_ = {f: view.bounds.get(f, (None, None)) for f in self.fields_}
-        self.input_shape_ = shape
-        self.token_shape_ = patch
-        self.grid_shape_ = tuple(-(-n // p) for n, p in zip(shape, patch))
-        self.padding_ = tuple(g * p - n for g, p, n in zip(self.grid_shape_, patch, shape))
-        # Kept to rebuild the fitted kind of object with its grid coords and attrs.
-        self._fit_kind = view.kind
-        self._attrs = dict(view.attrs)
-        self._spatial_coords = {
-            k: v.variable.copy(deep=True) for k, v in first.coords.items()
-            if v.dims and set(v.dims) <= set(SPATIAL_DIMS)
-        }
+        self._fit(X, check_fixed=True)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X: xr.Dataset | xr.DataArray, y: Any = None) -> xr.DataArray:
+        """``fit(X).transform(X)``, checking the values once.
+
+        Parameters
+        ----------
+        X : xarray.Dataset or xarray.DataArray
+            Field data (see :func:`skmld.validate_fields`).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        xarray.DataArray
+            The tokens of ``X``, see :meth:`transform`.
+        """
+        self._fit(X, check_fixed=False)
+        # Fields with fixed ranges were not reduced in fit: the transform checks their scaled values.
+        return self._transform(X, check=[f in (self.ranges or {}) for f in self.fields_])
+
     def _scale(self) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.array([self.ranges_[f][0] for f in self.fields_], dtype=np.float64)
-        hi = np.array([self.ranges_[f][1] for f in self.fields_], dtype=np.float64)
+        lo, hi = np.array([self.ranges_[f] for f in self.fields_], dtype=np.float64).reshape(-1, 2).T
         scale = hi - lo
         scale[scale == 0] = 1.0  # constant field: shift only
         return lo, scale
 
-    def _token_attrs(self) -> dict:
-        return {
-            "skmld_fields": [str(f) for f in self.fields_],
-            "skmld_ranges": [[float(lo), float(hi)] for lo, hi in self.ranges_.values()],
-            "skmld_token_shape": list(self.token_shape_),
-            "skmld_grid_shape": list(self.grid_shape_),
-            "skmld_input_shape": list(self.input_shape_),
-            # Physical bounds (CF valid_min/valid_max), NaN where a field has none.
-            "skmld_bounds": [[np.nan if b is None else b for b in self.bounds_[f]] for f in self.fields_],
-        }
+    def _spec(self, input_shape, spacing=(None, None), origin=(None, None)) -> TokenSpec:
+        """The tokens of an ``input_shape`` grid."""
+        return TokenSpec.for_grid(
+            input_shape, self.token_shape_, fields=tuple(str(f) for f in self.fields_),
+            ranges=tuple(self.ranges_[f] for f in self.fields_), bounds=tuple(self.bounds_[f] for f in self.fields_),
+            spacing=tuple(spacing), origin=tuple(origin))
 
     # ------------------------------------------------------------ transform
     def _check_fields(self, names: list, what: str) -> list[int]:
@@ -285,15 +252,29 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         missing = [f for f in self.fields_ if f not in names]
         extra = [f for f in names if f not in self.fields_]
         if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"misses fields {missing}")
-            if extra:
-                parts.append(f"has fields {extra} not seen in fit")
-            raise ValueError(
-                f"{what} {' and '.join(parts)}; the tokenizer was fitted on fields {self.fields_}."
-            )
+            parts = [f"misses fields {missing}"] * bool(missing) + [f"has fields {extra} not seen in fit"] * bool(extra)
+            raise ValueError(f"{what} {' and '.join(parts)}; the tokenizer was fitted on fields {self.fields_}.")
         return [names.index(f) for f in self.fields_]
+
+    def _field_coords(self) -> dict:
+        units = [self.units_.get(f, "") for f in self.fields_]
+        return {"field": ("field", np.array(self.fields_, dtype=object)),
+                "units": ("field", np.array(units, dtype=object))}
+
+    def _grid_spec(self, arr: xr.DataArray) -> TokenSpec:
+        """The tokens of ``arr``'s grid: any shape, but the fitted spacing (where both are known)."""
+        steps = [grid_step(arr.coords[d].variable if d in arr.coords else None) for d in SPATIAL_DIMS]
+        spacing = tuple(s for _, s in steps)
+        fitted = tuple(grid_step(self._spatial_coords.get(d))[1] for d in SPATIAL_DIMS)
+        differ = [d for d, a, b in zip(SPATIAL_DIMS, spacing, fitted)
+                  if a is not None and b is not None and not math.isclose(a, b, rel_tol=1e-6)]
+        if differ:
+            raise ValueError(
+                f"X's grid spacing along {differ} differs from the fitted one: X has spacing {spacing} (y, x), the "
+                f"tokenizer was fitted on {fitted}. Tokens at another resolution are other building blocks: resample "
+                "X to the fitted spacing, or fit a tokenizer on it."
+            )
+        return self._spec((int(arr.sizes["y"]), int(arr.sizes["x"])), spacing, tuple(o for o, _ in steps))
 
     def transform(self, X: xr.Dataset | xr.DataArray) -> xr.DataArray:
         """Scale the fields to [0, 1] and cut the padded grid into tokens.
@@ -301,210 +282,168 @@ class PatchTokenizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : xarray.Dataset or xarray.DataArray
-            Field data with the fitted fields (any order) and grid shape.
-            NumPy-backed values that are NaN or inf, or too large to scale to
-            float32, raise ``ValueError`` naming field, sample and time;
-            dask-backed input stays lazy and is not checked here.
+            Field data with the fitted fields (any order), on any grid with the
+            fitted spacing (``y``/``x`` coordinates, where both have them); it
+            is padded to whole tokens. NumPy-backed values that are NaN or inf,
+            or too large to scale to float32, raise ``ValueError`` naming
+            field, sample and time; dask-backed input stays lazy and is not
+            checked here.
 
         Returns
         -------
         xarray.DataArray
             float32, dims ``("sample", "time", "field", "token_y", "token_x",
             "patch_y", "patch_x")`` with the ``sample``, ``time``, ``field`` (in
-            fitted order) and ``units`` coordinates and the ``skmld_*`` attrs.
-            Lazy if ``X`` is dask-backed.
+            fitted order) and ``units`` coordinates and the ``skmld_*`` attrs of
+            ``X``'s grid. Lazy if ``X`` is dask-backed.
         """
+        return self._transform(X)
+
+    def _transform(self, X, check=None) -> xr.DataArray:
+        """:meth:`transform`; ``check``: which fields' NumPy values to check (``None``: all)."""
         check_is_fitted(self)
         view = _field_view(X, "X")
-        order = self._check_fields(view.names, "X")
-        arrays = [view.arrays[i] for i in order]
-        first = arrays[0]
-        shape = (int(first.sizes["y"]), int(first.sizes["x"]))
-        if shape != tuple(self.input_shape_):
-            raise ValueError(
-                f"X has grid shape {shape} (y, x) but the tokenizer was fitted on "
-                f"{tuple(self.input_shape_)}; fit a tokenizer on this grid (pass "
-                f"patch_size= and ranges= of the other one to share its tokens)."
-            )
-        for f, a in zip(self.fields_, arrays):
-            if a.dtype.kind not in "biuf":
-                raise ValueError(f"X field {f!r} has non-numeric dtype {a.dtype}.")
+        arrays = [view.arrays[i] for i in self._check_fields(view.names, "X")]
+        bad = [(f, a.dtype) for f, a in zip(self.fields_, arrays) if a.dtype.kind not in "biuf"]
+        if bad:
+            raise ValueError(f"X field {bad[0][0]!r} has non-numeric dtype {bad[0][1]}.")
+        spec = self._grid_spec(arrays[0])
         lo, scale = self._scale()
-        (H, W), (py, px), (ty, tx) = self.input_shape_, self.token_shape_, self.grid_shape_
-        S, T, F = first.sizes["sample"], first.sizes["time"], len(self.fields_)
-        Hp, Wp = ty * py, tx * px
-        if any(is_lazy(a.data) for a in arrays):
-            grid = self._scaled_padded_dask(arrays, lo, scale)
+        if any(is_lazy(a) for a in arrays):
+            grid = self._scaled_padded_dask(arrays, lo, scale, spec)
         else:
-            grid = np.empty((S, T, F, Hp, Wp), dtype=np.float32)
-            inner = grid[..., :H, :W]
-            for i, a in enumerate(arrays):
-                # Scale straight into the output buffer: no temporary full-size copy.
-                np.subtract(a.data, lo[i], out=inner[:, :, i], casting="same_kind")
-                np.multiply(inner[:, :, i], np.float32(1.0 / scale[i]), out=inner[:, :, i])
-            self._check_finite(inner, arrays)
-            self._pad_inplace(grid)
-        tokens = grid.reshape(S, T, F, ty, py, tx, px).transpose(0, 1, 2, 3, 5, 4, 6)
-        coords = {
-            k: v.variable for k, v in first.coords.items()
-            if set(v.dims) <= {"sample", "time"}
-        }
-        coords["field"] = ("field", np.array(self.fields_, dtype=object))
-        coords["units"] = ("field", np.array([self.units_.get(f, "") for f in self.fields_],
-                                             dtype=object))
-        out = xr.DataArray(tokens, dims=TOKEN_DIMS, coords=coords, attrs=self._token_attrs())
-        out.name = None  # not the dask array's name
-        return out
+            grid = self._scaled_padded(arrays, lo, scale, spec, check)
+        coords = {k: v.variable for k, v in arrays[0].coords.items() if set(v.dims) <= {"sample", "time"}}
+        grid = xr.DataArray(grid, dims=FIELD_DIMS, coords={**coords, **self._field_coords()}, attrs=spec.to_attrs())
+        return as_tokens(grid, spec.token_shape).rename(None)  # not the dask array's name
 
-    def _check_finite(self, inner: np.ndarray, arrays: list) -> None:
-        """Name the first (sample, time, field) whose scaled values are NaN or inf."""
-        if inner.size == 0 or np.isfinite(inner.min()) and np.isfinite(inner.max()):
-            return  # reductions: no temporary array the size of the tokens
-        ok = np.isfinite(inner).all(axis=(3, 4))
-        if ok.all():
-            return
-        s, t, i = (int(v) for v in np.argwhere(~ok)[0])
+    def _scaled_padded(self, arrays, lo, scale, spec: TokenSpec, check) -> np.ndarray:
+        """The scaled, padded grid ``(sample, time, field, y, x)``, written in place: no temporary."""
+        (H, W), (Hp, Wp) = spec.input_shape, spec.padded_shape
+        grid = np.empty((arrays[0].sizes["sample"], arrays[0].sizes["time"], len(arrays), Hp, Wp), dtype=np.float32)
+        inner = grid[..., :H, :W]
+        for i, a in enumerate(arrays):
+            np.subtract(a.data, lo[i], out=inner[:, :, i], casting="same_kind")
+            np.multiply(inner[:, :, i], np.float32(1.0 / scale[i]), out=inner[:, :, i])
+        which = [i for i in range(len(arrays)) if check is None or check[i]]
+        where = first_nonfinite([xr.Variable(VARIABLE_DIMS, inner[:, :, i]) for i in which])
+        if where is not None:
+            self._raise_nonfinite(arrays, which[where[0]], *where[1:3])
+        (pady, padx), mode = spec.padding, self.pad_mode
+        if pady:
+            grid[..., H:, :W] = 0 if mode == "constant" else grid[..., _pad_index(H, pady, mode)[H:], :W]
+        if padx:
+            grid[..., W:] = 0 if mode == "constant" else grid[..., _pad_index(W, padx, mode)[W:]]
+        return grid
+
+    def _raise_nonfinite(self, arrays, i: int, s: int, t: int) -> None:
+        """Say why the scaled values of field ``i`` at sample ``s``, time ``t`` are NaN or inf."""
         image = np.asarray(arrays[i].isel(sample=s, time=t).values)
         if np.issubdtype(image.dtype, np.number) and not np.isfinite(image).all():
             what = "contains NaN" if np.isnan(image).any() else "contains inf"
         else:
             lo, hi = self.ranges_[self.fields_[i]]
             what = (f"has values too far outside the fitted range ({lo:g}, {hi:g}) to scale to "
-                    "float32 (max |x| = {:g})".format(float(np.max(np.abs(image)))))
-        raise ValueError(
-            f"X {what} in field {self.fields_[i]!r} at {_coord_label(arrays[i], 'sample', s)}, "
-            f"{_coord_label(arrays[i], 'time', t)}. Fill or drop non-finite values first."
-        )
+                    f"float32 (max |x| = {float(np.max(np.abs(image))):g})")
+        raise ValueError(f"X {what} in field {self.fields_[i]!r} at {_coord_label(arrays[i], 'sample', s)}, "
+                         f"{_coord_label(arrays[i], 'time', t)}. Fill or drop non-finite values first.")
 
-    def _pad_inplace(self, grid: np.ndarray) -> None:
-        (H, W), (pady, padx) = self.input_shape_, self.padding_
-        if pady:
-            if self.pad_mode == "constant":
-                grid[..., H:, :W] = 0
-            else:
-                grid[..., H:, :W] = grid[..., _pad_index(H, pady, self.pad_mode)[H:], :W]
-        if padx:
-            if self.pad_mode == "constant":
-                grid[..., W:] = 0
-            else:
-                grid[..., W:] = grid[..., _pad_index(W, padx, self.pad_mode)[W:]]
-
-    def _scaled_padded_dask(self, arrays, lo, scale):
-        import dask.array as dsa
-
-        stacked = dsa.stack([dsa.asarray(a.data) for a in arrays], axis=2)
-        shape = (1, 1, -1, 1, 1)
-        # The same operations and dtypes as the numpy path, so results are bit-identical.
-        inv = (1.0 / scale).astype(np.float32).reshape(shape)
-        grid = (stacked - lo.reshape(shape)).astype(np.float32) * inv
-        (H, W), (pady, padx) = self.input_shape_, self.padding_
+    def _scaled_padded_dask(self, arrays, lo, scale, spec: TokenSpec):
+        # The same operations and dtypes as the NumPy path, so results are bit-identical.
+        grid = xr.Variable.concat([a.variable for a in arrays], dim="field").transpose(*FIELD_DIMS)
+        inv = xr.Variable("field", (1.0 / scale).astype(np.float32))
+        grid = (grid - xr.Variable("field", lo)).astype(np.float32) * inv
+        (H, W), (pady, padx) = spec.input_shape, spec.padding
         if self.pad_mode == "constant":
-            grid = dsa.pad(grid, ((0, 0),) * 3 + ((0, pady), (0, padx)), mode="constant")
+            grid = grid.pad(y=(0, pady), x=(0, padx), mode="constant", constant_values=0)
         else:
-            if pady:
-                grid = grid[..., _pad_index(H, pady, self.pad_mode), :]
-            if padx:
-                grid = grid[..., _pad_index(W, padx, self.pad_mode)]
+            grid = grid.isel(y=_pad_index(H, pady, self.pad_mode), x=_pad_index(W, padx, self.pad_mode))
         # Whole grids per chunk so the token reshape needs no rechunk across rows.
-        return grid.rechunk({3: -1, 4: -1})
+        return grid.chunk({"y": -1, "x": -1}).data
 
     # ---------------------------------------------------- inverse_transform
     def inverse_transform(self, T: xr.DataArray) -> xr.Dataset | xr.DataArray:
-        """Stitch tokens back to the original grid and undo the scaling.
+        """Stitch tokens back to their grid and undo the scaling.
 
         Parameters
         ----------
         T : xarray.DataArray
             Tokens with dims ``("sample", "time", "field", "token_y", "token_x",
             "patch_y", "patch_x")`` in any order, e.g. the output of
-            :meth:`transform` or a model's rollout (any number of samples and
-            time steps).
+            :meth:`transform` on any grid, or a model's rollout of it (any
+            number of samples and time steps).
 
         Returns
         -------
         xarray.Dataset or xarray.DataArray
-            Same kind as the data passed to ``fit``, on the original (unpadded)
-            grid with its ``y``/``x`` coordinates, the fitted units and attrs,
-            and ``sample``/``time`` coordinates taken from ``T``.
+            Same kind as the data passed to ``fit``, with the fitted units and
+            attrs and ``sample``/``time`` coordinates taken from ``T``, on the
+            unpadded grid the tokens were made from (``skmld_input_shape``;
+            else the fitted grid for the fitted token grid, or the whole token
+            grid), with ``y``/``x`` coordinates: the fitted ones on the fitted
+            grid, else continuing the tokens' (or the fitted) origin and spacing.
         """
         check_is_fitted(self)
         if not isinstance(T, xr.DataArray):
-            raise TypeError(
-                f"T must be an xarray.DataArray with dims {TOKEN_DIMS}, got {type(T).__name__}."
-            )
-        missing = [d for d in TOKEN_DIMS if d not in T.dims]
-        extra = [d for d in T.dims if d not in TOKEN_DIMS]
-        if missing or extra:
+            raise TypeError(f"T must be an xarray.DataArray with dims {TOKEN_DIMS}, got {type(T).__name__}.")
+        check_token_dims(T, "T")
+        token_shape, grid = (T.sizes["patch_y"], T.sizes["patch_x"]), (T.sizes["token_y"], T.sizes["token_x"])
+        if token_shape != tuple(self.token_shape_):
             raise ValueError(
-                f"T must have the token dims {TOKEN_DIMS}; it misses {missing} and has "
-                f"extra dims {extra} (got {T.dims}). Tokens come from PatchTokenizer.transform."
+                f"T has token shape {token_shape} on a {grid} token grid, but the tokenizer makes token shape "
+                f"{tuple(self.token_shape_)}."
             )
-        token_shape = (T.sizes["patch_y"], T.sizes["patch_x"])
-        grid_shape = (T.sizes["token_y"], T.sizes["token_x"])
-        if token_shape != tuple(self.token_shape_) or grid_shape != tuple(self.grid_shape_):
-            raise ValueError(
-                f"T has token shape {token_shape} on a {grid_shape} token grid, but the "
-                f"tokenizer makes token shape {tuple(self.token_shape_)} on a "
-                f"{tuple(self.grid_shape_)} grid."
-            )
-        if "skmld_ranges" in T.attrs:
-            theirs = np.asarray(T.attrs["skmld_ranges"], dtype=float)
-            ours = np.asarray(self._token_attrs()["skmld_ranges"], dtype=float)
-            if theirs.shape != ours.shape or not np.allclose(theirs, ours):
-                raise ValueError(
-                    f"T was scaled with ranges {theirs.tolist()}, this tokenizer uses "
-                    f"{ours.tolist()}."
-                )
         if "field" in T.coords:
-            names = list(T["field"].values.tolist())
-            T = T.isel(field=self._check_fields(names, "T"))
+            T = T.isel(field=self._check_fields(list(T["field"].values.tolist()), "T"))
         elif T.sizes["field"] != len(self.fields_):
-            raise ValueError(
-                f"T has {T.sizes['field']} fields but the tokenizer was fitted on "
-                f"{len(self.fields_)}: {self.fields_}."
-            )
-        T = T.transpose(*TOKEN_DIMS)
+            raise ValueError(f"T has {T.sizes['field']} fields but the tokenizer was fitted on {len(self.fields_)}: "
+                             f"{self.fields_}.")
+        spec = TokenSpec.from_attrs(T.attrs, T.sizes, "T") if any(k in T.attrs for k in TOKEN_ATTRS) else None
+        if spec is not None and spec.ranges is not None:
+            ours = [self.ranges_[f] for f in self.fields_]
+            if not np.allclose(spec.ranges, ours):
+                raise ValueError(f"T was scaled with ranges {[list(r) for r in spec.ranges]}, this tokenizer uses "
+                                 f"{[list(r) for r in ours]}.")
+        if spec is not None and spec.input_shape is not None:
+            shape = spec.input_shape
+        else:
+            shape = tuple(self.input_shape_) if grid == tuple(self.grid_shape_) else tuple(
+                g * p for g, p in zip(grid, self.token_shape_))
+        spacing, origin = (spec.spacing, spec.origin) if spec is not None else ((None, None),) * 2
+        coords = grid_coords(shape, spacing, origin, self._spatial_coords, self.input_shape_)
+        return self._unscaled(T.transpose(*TOKEN_DIMS), shape, coords)
+
+    def _unscaled(self, T: xr.DataArray, shape, spatial_coords: dict) -> xr.Dataset | xr.DataArray:
+        """Tokens ``T`` (dims TOKEN_DIMS, fitted fields) unscaled on the unpadded ``shape`` grid."""
         lo, scale = self._scale()
-        (H, W), (py, px), (ty, tx) = self.input_shape_, self.token_shape_, self.grid_shape_
-        S, Tn, F = T.sizes["sample"], T.sizes["time"], T.sizes["field"]
+        (H, W), (py, px) = shape, self.token_shape_
+        S, Tn, F, ty, tx = (T.sizes[d] for d in TOKEN_DIMS[:5])
         dtype = np.result_type(T.dtype, np.float32)
-        shape = (1, 1, F, 1, 1)
-        if is_lazy(T.data):
-            grid = T.data.transpose(0, 1, 2, 3, 5, 4, 6).reshape(S, Tn, F, ty * py, tx * px)
-            grid = grid[..., :H, :W] * scale.astype(dtype).reshape(shape) \
-                + lo.astype(dtype).reshape(shape)
+        lo, scale = (xr.Variable("field", v.astype(dtype)) for v in (lo, scale))
+        if is_lazy(T):
+            grid = T.transpose("sample", "time", "field", "token_y", "patch_y", "token_x", "patch_x").data
+            grid = xr.Variable(FIELD_DIMS, grid.reshape(S, Tn, F, ty * py, tx * px))[..., :H, :W] * scale + lo
+            grid = grid.data
         else:
             # Write the affine map straight into a token-shaped view of the grid buffer.
             grid = np.empty((S, Tn, F, ty * py, tx * px), dtype=dtype)
-            view = grid.reshape(S, Tn, F, ty, py, tx, px).transpose(0, 1, 2, 3, 5, 4, 6)
-            np.multiply(np.asarray(T.data), scale.astype(dtype).reshape(shape + (1, 1)), out=view)
-            np.add(view, lo.astype(dtype).reshape(shape + (1, 1)), out=view)
+            view = as_tokens(xr.DataArray(grid, dims=FIELD_DIMS), self.token_shape_).variable
+            np.multiply(np.asarray(T.data), scale.set_dims(TOKEN_DIMS).data, out=view.data)
+            np.add(view.data, lo.set_dims(TOKEN_DIMS).data, out=view.data)
             grid = grid[..., :H, :W]
             if grid.size and not (np.isfinite(grid.min()) and np.isfinite(grid.max())):
                 s, t, i = (int(v) for v in np.argwhere(~np.isfinite(grid).all(axis=(3, 4)))[0])
-                raise ValueError(
-                    f"T holds NaN or inf, or values too large to unscale to {dtype}, in field "
-                    f"{self.fields_[i]!r} at sample index {s}, time index {t}."
-                )
-        coords = {
-            k: v.variable for k, v in T.coords.items() if set(v.dims) <= {"sample", "time"}
-        }
-        coords.update(self._spatial_coords)
+                raise ValueError(f"T holds NaN or inf, or values too large to unscale to {dtype}, in field "
+                                 f"{self.fields_[i]!r} at sample index {s}, time index {t}.")
+        coords = {k: v.variable for k, v in T.coords.items() if set(v.dims) <= {"sample", "time"}}
+        coords.update(spatial_coords)
         if self._fit_kind is xr.Dataset:
             data_vars = {}
             for i, f in enumerate(self.fields_):
                 attrs = {"units": self.units_[f]} if f in self.units_ else {}
-                for key, b in zip(("valid_min", "valid_max"), self.bounds_[f]):
-                    if b is not None:
-                        attrs[key] = b
+                attrs.update({k: b for k, b in zip(("valid_min", "valid_max"), self.bounds_[f]) if b is not None})
                 data_vars[f] = xr.Variable(VARIABLE_DIMS, grid[:, :, i], attrs=attrs)
             return xr.Dataset(data_vars, coords=coords, attrs=dict(self._attrs))
-        coords["field"] = ("field", np.array(self.fields_, dtype=object))
-        coords["units"] = ("field", np.array([self.units_.get(f, "") for f in self.fields_],
-                                             dtype=object))
-        out = xr.DataArray(
-            grid, dims=("sample", "time", "field", "y", "x"), coords=coords,
-            attrs=dict(self._attrs),
-        )
+        out = xr.DataArray(grid, dims=FIELD_DIMS, coords={**coords, **self._field_coords()}, attrs=dict(self._attrs))
         out.name = None  # not the dask array's name
         return out

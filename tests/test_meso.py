@@ -176,3 +176,17 @@ def test_cross_val_and_grid_search_leave_backbone_unchanged(micro_pipe, meso_X):
 
 def test_pickle_in_fresh_process(meso_pipe, meso_X, predict_in_fresh_process):
     np.testing.assert_array_equal(predict_in_fresh_process(meso_pipe, meso_X), meso_pipe.predict(meso_X).values)
+
+
+def test_predicts_on_a_grid_twice_as_large(meso_pipe):
+    """Fitted on 64 x 64, the pipeline rolls out a 128 x 128 domain: the networks are convolutional."""
+    big = make_pore_collapse("meso", 1, shape=(128, 128), n_steps=3, random_state=3)
+    pred = meso_pipe.predict(big)
+    assert (pred.sizes["token_y"], pred.sizes["token_x"]) == (4, 4) and pred.sizes["time"] == 3
+    assert np.isfinite(pred.values).all()
+    back = meso_pipe["tokens"].inverse_transform(pred)
+    assert back["temperature"].shape == big["temperature"].shape
+    for d in ("y", "x"):
+        np.testing.assert_allclose(back[d].values, big[d].values)
+        assert back[d].attrs == big[d].attrs
+    assert np.isfinite(meso_pipe.score(big))

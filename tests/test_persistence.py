@@ -21,7 +21,9 @@ from skmld.calibration import CalibratedDynamics
 from skmld.datasets import make_pore_collapse
 
 TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), batch_size=4, random_state=0)
-NETWORK = "root/steps/1/models/coupled_mean.keras"
+# A network is its Keras config and its weights.
+NETWORK = "root/steps/1/models/coupled_mean.json"
+WEIGHTS = "root/steps/1/models/coupled_mean.npz"
 
 
 # ----------------------------------------------------------------------- fixtures
@@ -105,11 +107,9 @@ def _edit_json(data: bytes, member: str, edit) -> bytes:
     return _rezip(members)
 
 
-def _with_network(data: bytes, model: keras.Model, tmp_path) -> bytes:
-    path = tmp_path / "evil.keras"
-    model.save(path)
+def _with_network(data: bytes, model: keras.Model) -> bytes:
     members = _members(data)
-    members[NETWORK] = path.read_bytes()
+    members[NETWORK] = json.dumps(keras.saving.serialize_keras_object(model)).encode()
     return _rezip(members)
 
 
@@ -224,8 +224,8 @@ def test_meso_round_trip_keeps_backbone(fitted, tmp_path):
     names = zipfile.ZipFile(tmp_path / "meso.skmld").namelist()
     # The meso estimator stores only the networks it trained; its backbone is a nested entry.
     assert sorted(n for n in names if n.startswith("root/models/")) == sorted(
-        f"root/models/{name}.keras" for name in meso._owned_names())
-    assert "root/models/coupled_mean.keras" in names
+        f"root/models/{name}.{ext}" for name in meso._owned_names() for ext in ("json", "npz"))
+    assert "root/models/coupled_mean.json" in names
     if "vae" in meso.freeze:  # a frozen VAE is the backbone's, stored once with it
         assert not [n for n in names if n.startswith("root/models/encoder/")]
     assert "root/backbone/estimator.json" in names
@@ -276,7 +276,7 @@ def test_files_are_bit_identical(fitted, tmp_path, micro_file):
         assert [i.filename for i in infos] == sorted(i.filename for i in infos)
         assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
         manifest = json.loads(zf.read("manifest.json"))
-        inner = zipfile.ZipFile(io.BytesIO(zf.read(NETWORK)))
+        inner = zipfile.ZipFile(io.BytesIO(zf.read(WEIGHTS)))
         assert {i.date_time for i in inner.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert manifest["format_version"] == persistence.FORMAT_VERSION == 1
     assert manifest["object"]["class"] == "Pipeline"
@@ -328,7 +328,7 @@ def test_calibrated_cross_validated_round_trip(fitted, tmp_path):
     assert manifest["object"]["estimator"]["fitted"] is False
     # The unfitted estimator is its parameters only; estimator_ has its own networks.
     assert [n for n in members if n.startswith("root/estimator/")] == ["root/estimator/estimator.json"]
-    assert "root/estimator_/models/coupled_mean.keras" in members
+    assert "root/estimator_/models/coupled_mean.json" in members
     back = skmld.load(tmp_path / "cal.skmld")
     _assert_same_estimator(cal, back)
     assert back.cv == 2 and back.estimator_ is not back.estimator
@@ -419,8 +419,8 @@ BAD_JSON = [
     ("root/steps/1/estimator.json", _set(["params", "evil"], 1),
      r"invalid MicroDynamicsEstimator parameters: .*evil"),
     ("root/steps/1/estimator.json", _set(["fitted", "predict"], 1), r"'predict' would shadow"),
-    ("root/steps/1/estimator.json", _set(["networks", "models", "coupled_mean"], "../../etc/passwd"),
-     r"network 'coupled_mean' must be stored in 'root/steps/1/models/coupled_mean.keras'"),
+    ("root/steps/1/estimator.json", _set(["networks", "models"], ["../../etc/passwd"]),
+     r"networks.models names list \[.\.\./\.\./etc/passwd.\]; expected exactly \['coupled_log_var'"),
     ("root/steps/0/estimator.json", _set(["fitted", "_spatial_coords"], {"__dict__": [["y", {"__ndarray__": {
         "dtype": "float64", "shape": [3], "data": [1.0]}}]]}),
      r"member 'root/steps/0/estimator.json': fitted._spatial_coords: array of shape \[3\] needs 3 values, got 1"),
@@ -530,7 +530,8 @@ def test_corrupted_member(micro_file, tmp_path):
 
 
 @pytest.mark.parametrize("member, what", [
-    (NETWORK, "a Keras .keras archive"),
+    (NETWORK, "the Keras config of network 'coupled_mean'"),
+    (WEIGHTS, "the weights of network 'coupled_mean'"),
     ("root/steps/0/estimator.json", "parameters of the PatchTokenizer"),
 ])
 def test_missing_member(micro_file, tmp_path, member, what):
@@ -550,17 +551,17 @@ def test_missing_manifest(micro_file, tmp_path):
 
 def test_network_member_not_keras(micro_file, tmp_path):
     members = _members(micro_file)
-    members[NETWORK] = b"garbage"
-    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: not a valid .keras archive"):
+    members[WEIGHTS] = b"garbage"
+    with pytest.raises(ValueError, match=rf"member {WEIGHTS!r}: not a valid .npz archive of weights"):
         _load_bytes(_rezip(members), tmp_path)
 
 
 def test_network_with_bad_weights(micro_file, tmp_path):
     members = _members(micro_file)
-    inner = _members(members[NETWORK])
-    inner["model.weights.h5"] = b"\x89HDF\r\n\x1a\n broken"
-    members[NETWORK] = _rezip(inner)
-    with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
+    inner = _members(members[WEIGHTS])
+    del inner[f"arr_{len(inner) - 1}.npy"]
+    members[WEIGHTS] = _rezip(inner)
+    with pytest.raises(ValueError, match=rf"member {WEIGHTS!r}: the weights do not fit the network"):
         _load_bytes(_rezip(members), tmp_path)
 
 
@@ -585,20 +586,19 @@ def _custom_model():
                     "registered by skmld"),
 ])
 def test_network_with_code_is_refused(micro_file, tmp_path, monkeypatch, make, match):
-    data = _with_network(micro_file, make(), tmp_path)
+    data = _with_network(micro_file, make())
     with pytest.raises(ValueError, match=rf"member {NETWORK!r}: {match}"):
         _load_bytes(data, tmp_path)
     # Keras's safe mode refuses them too: the config check is a second line, not the only one.
-    monkeypatch.setattr(persistence, "_check_keras_config", lambda *args: None)
+    monkeypatch.setattr(persistence._networks, "check_config", lambda *args: None)
     with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
         _load_bytes(data, tmp_path)
 
 
 def test_unknown_skmld_object_is_a_keras_error(micro_file, tmp_path):
     members = _members(micro_file)
-    inner = _members(members[NETWORK])
-    inner["config.json"] = inner["config.json"].replace(b'"skmld>leaky_relu"', b'"skmld>no_such_thing"')
-    members[NETWORK] = _rezip(inner)
+    assert b'"skmld>leaky_relu"' in members[NETWORK]
+    members[NETWORK] = members[NETWORK].replace(b'"skmld>leaky_relu"', b'"skmld>no_such_thing"')
     with pytest.raises(ValueError, match=rf"member {NETWORK!r}: Keras could not load the network in safe mode"):
         _load_bytes(_rezip(members), tmp_path)
 
@@ -627,8 +627,8 @@ def _same(a, b):
 @settings(max_examples=200, deadline=None)
 @given(values)
 def test_json_values_round_trip(value):
-    text = json.dumps(persistence._encode(value, "v"), sort_keys=True, allow_nan=False)
-    assert _same(persistence._decode(json.loads(text), "v"), value)
+    text = json.dumps(persistence._values.encode(value, "v"), sort_keys=True, allow_nan=False)
+    assert _same(persistence._values.decode(json.loads(text), "v"), value)
 
 
 @pytest.mark.parametrize("array", [
@@ -641,8 +641,8 @@ def test_json_values_round_trip(value):
     np.array(["2020-01-01T00:00:01"], dtype="datetime64[ns]"),
 ])
 def test_arrays_round_trip(array):
-    text = json.dumps(persistence._encode(array, "a"), allow_nan=False)
-    back = persistence._decode(json.loads(text), "a")
+    text = json.dumps(persistence._values.encode(array, "a"), allow_nan=False)
+    back = persistence._values.decode(json.loads(text), "a")
     assert back.dtype == array.dtype and back.shape == array.shape
     np.testing.assert_array_equal(back, array)
 
@@ -650,5 +650,5 @@ def test_arrays_round_trip(array):
 def test_random_state_round_trip():
     rs = np.random.RandomState(3)
     rs.rand(5)
-    back = persistence._decode(json.loads(json.dumps(persistence._encode(rs, "r"))), "r")
+    back = persistence._values.decode(json.loads(json.dumps(persistence._values.encode(rs, "r"))), "r")
     assert back.randint(0, 2**31 - 1) == rs.randint(0, 2**31 - 1)

@@ -286,10 +286,36 @@ def test_fields_differ():
         tok.transform(make_fields(fields=[*UNITS, "density"]))
 
 
-def test_grid_shape_differs():
+@pytest.mark.parametrize("as_array", [False, True])
+def test_other_grid_round_trips_with_its_coords(as_array):
+    kind = as_fields if as_array else (lambda ds: ds)
+    tok = PatchTokenizer(patch_size=4, multiple_of=4).fit(kind(make_fields()))  # 10 x 13: 3 x 4 tokens
+    X = kind(make_fields(ny=21, nx=9, seed=1))
+    T = tok.transform(X)
+    assert T.sizes["token_y"] == 6 and T.sizes["token_x"] == 3
+    assert T.attrs["skmld_input_shape"] == [21, 9] and T.attrs["skmld_grid_shape"] == [6, 3]
+    assert T.attrs["skmld_spacing"] == [0.5, 0.5] and T.attrs["skmld_origin"] == [0.0, 0.0]
+    back = tok.inverse_transform(T)
+    assert type(back) is type(X) and dict(back.sizes) == dict(X.sizes)
+    xr.testing.assert_identical(back.coords.to_dataset(), X.coords.to_dataset())
+    xr.testing.assert_allclose(back, X.astype(np.float32), rtol=1e-5, atol=1e-5)
+    # A shifted window of the fitted shape keeps its own origin; tokens without attrs use the fitted grid.
+    shifted = make_fields().assign_coords(x=0.5 * np.arange(13) + 7.0)
+    np.testing.assert_array_equal(tok.inverse_transform(tok.transform(shifted))["x"], shifted["x"])
+    bare = tok.inverse_transform(xr.DataArray(T.values, dims=TOKEN_DIMS))
+    assert (bare.sizes["y"], bare.sizes["x"]) == (24, 12)  # the whole token grid
+    np.testing.assert_array_equal(bare["x"], 0.5 * np.arange(12))
+
+
+def test_other_spacing_or_fields_refused():
     tok = PatchTokenizer(multiple_of=1).fit(make_fields())
-    with pytest.raises(ValueError, match=r"grid shape \(10, 12\).*fitted on \(10, 13\)"):
-        tok.transform(make_fields(nx=12))
+    coarse = make_fields(nx=12).assign_coords(x=np.arange(12.0))
+    with pytest.raises(ValueError, match=r"spacing along \['x'\].*\(0.5, 1.0\).*fitted on \(0.5, 0.5\)"):
+        tok.transform(coarse)
+    with pytest.raises(ValueError, match=r"misses fields \['microstructure'\]"):
+        tok.transform(make_fields(ny=20, fields=["temperature", "pressure"]))
+    # Without coordinates the spacing is unknown, and any grid is taken.
+    assert tok.transform(make_fields(nx=12).drop_vars(["y", "x"])).attrs["skmld_spacing"][1] != 1.0
 
 
 def test_bad_ranges():

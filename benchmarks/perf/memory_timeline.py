@@ -56,7 +56,7 @@ def main(argv=None) -> None:
 
         setattr(module, attr, marked)
 
-    for module, attr in [(layout, "validate_fields"), (layout, "_first_nonfinite"), (_base, "to_blocks"),
+    for module, attr in [(layout, "to_domain"), (layout, "_first_nonfinite"), (_base, "to_blocks"),
                          (_data, "window_dataset"), (_engine, "make_vae_step"), (_engine, "make_dynamics_step"),
                          (_base, "_run_epoch"), (_engine, "encode_all")]:
         wrap(module, attr)

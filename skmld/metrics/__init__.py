@@ -41,7 +41,12 @@ from skmld.metrics._common import (
     _time_units,
 )
 from skmld.metrics._fields import field_rmse, r2_per_field, skill_score
-from skmld.metrics._hotspot_masks import _excess_heat, _f1_iou, _thresholds, hotspot_mask_scores
+from skmld.metrics._hotspot_masks import (
+    _excess_heat,
+    _f1_iou,
+    _thresholds,
+    hotspot_mask_scores,
+)
 from skmld.metrics._hotspots import (
     HOTSPOT_CONNECTIVITY,
     _count_regions,
@@ -52,7 +57,12 @@ from skmld.metrics._hotspots import (
     hotspot_rmse,
 )
 from skmld.metrics._pinned import pinned_mask
-from skmld.metrics._probabilistic import coverage, crps_ensemble, crps_gaussian, probabilistic_scores
+from skmld.metrics._probabilistic import (
+    coverage,
+    crps_ensemble,
+    crps_gaussian,
+    probabilistic_scores,
+)
 from skmld.metrics._scorers import (
     _FIELD_KINDS,
     _SCORERS,

@@ -14,7 +14,14 @@ from typing import Any, Iterable
 import numpy as np
 import xarray as xr
 
-from skmld.metrics._common import _align_time, _as_array, _check_result, _field_units, _is_lazy, _real
+from skmld.metrics._common import (
+    _align_time,
+    _as_array,
+    _check_result,
+    _field_units,
+    _is_lazy,
+    _real,
+)
 from skmld.metrics._pinned import (
     _PINNED_RTOL,
     Bounds,
