@@ -23,7 +23,16 @@ from skmld.nn.losses import (
 )
 from skmld.nn.optimizers import FusedAdam
 
-PART_KINDS = ("encoder", "decoder", "decoupled_mean", "decoupled_log_var")
+# The networks by name: "<kind>/<field>" for each field, and one coupled pair.
+VAE = ("encoder", "decoder")
+DECOUPLED = ("decoupled_mean", "decoupled_log_var")
+PART_KINDS = VAE + DECOUPLED
+COUPLED = ("coupled_mean", "coupled_log_var")
+
+
+def network_names(kinds, fields) -> list:
+    """``"<kind>/<field>"`` for every field and kind, field by field."""
+    return [f"{k}/{f}" for f in fields for k in kinds]
 
 
 def limit_threads() -> None:
@@ -46,7 +55,6 @@ def limit_threads() -> None:
         threading.set_inter_op_parallelism_threads(min(int(n), 2))
     except RuntimeError:  # TensorFlow already started: its pools are fixed for this process
         pass
-COUPLED = ("coupled_mean", "coupled_log_var")
 
 
 @dataclass

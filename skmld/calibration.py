@@ -27,6 +27,7 @@ from skmld import _state
 from skmld.fields import is_lazy
 from skmld._layout import from_domain, to_domain
 from skmld._rollout import scaled_bounds
+from skmld._tags import FieldDataTags
 
 __all__ = ["CalibratedDynamics"]
 
@@ -123,7 +124,7 @@ def fit_variance_map_crps(residual: np.ndarray, std: np.ndarray) -> tuple[float,
     return float(a), float(b * scale)
 
 
-class CalibratedDynamics(_state.FittedState, MetaEstimatorMixin, BaseEstimator):
+class CalibratedDynamics(_state.FittedState, FieldDataTags, MetaEstimatorMixin, BaseEstimator):
     """A latent dynamics estimator whose predicted spread is fitted to held-out errors.
 
     For every field and lead time ``t`` (steps after the initial frame, 0
@@ -198,14 +199,6 @@ class CalibratedDynamics(_state.FittedState, MetaEstimatorMixin, BaseEstimator):
         self.cv = cv
         self.n_draws = n_draws
         self.method = method
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.target_tags.required = False
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = False
-        return tags
 
     def __sklearn_clone__(self):
         # A prefit estimator is kept as it is (fitted), like sklearn.frozen.FrozenEstimator.

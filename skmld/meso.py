@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from numbers import Integral, Real
 
 import keras
@@ -13,13 +14,13 @@ from sklearn.utils.validation import check_is_fitted
 from skmld import _engine
 from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
 from skmld._state import Slot
-from skmld.micro import build_networks
+from skmld.micro import MicroDynamicsEstimator, build_networks
 from skmld.nn.dynamics import DYNAMICS
 
 FREEZABLE = ("vae", "decoupled")
-# Architecture parameters: taken from the backbone when there is one.
-_ARCH = {"latent_channels": 4, "filters": 64, "kernel_size": 3, "dynamics": "unet", "dynamics_filters": 64,
-         "dropout": 0.1}
+# Architecture parameters: taken from the backbone when there is one, else the micro defaults.
+_ARCH = {name: inspect.signature(MicroDynamicsEstimator).parameters[name].default for name in
+         ("latent_channels", "filters", "kernel_size", "dynamics", "dynamics_filters", "dropout")}
 
 
 class MesoDynamicsEstimator(LatentDynamicsEstimator):
@@ -279,16 +280,16 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
         fields = self.backbone.fields_
         names = list(_engine.COUPLED)
         if "vae" not in self.freeze:
-            names += [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")]
+            names += _engine.network_names(_engine.VAE, fields)
         if "decoupled" not in self.freeze:
-            names += [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")]
+            names += _engine.network_names(_engine.DECOUPLED, fields)
         return names
 
     def _stages(self):
         horizons = self._check_horizons()
         fields = self.fields_
-        vae = [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")]
-        decoupled = [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")]
+        vae = _engine.network_names(_engine.VAE, fields)
+        decoupled = _engine.network_names(_engine.DECOUPLED, fields)
         meso_epochs = _per_horizon(self.epochs, horizons, "epochs")
         if self.backbone is None:
             return [

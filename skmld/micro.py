@@ -294,8 +294,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         horizons = self._check_horizons()
         fields = self.fields_
         return [
-            Stage("vae", [f"{k}/{f}" for f in fields for k in ("encoder", "decoder")], (self.vae_epochs,)),
-            Stage("decoupled", [f"{k}/{f}" for f in fields for k in ("decoupled_mean", "decoupled_log_var")],
+            Stage("vae", _engine.network_names(_engine.VAE, fields), (self.vae_epochs,)),
+            Stage("decoupled", _engine.network_names(_engine.DECOUPLED, fields),
                   _per_horizon(self.decoupled_epochs, horizons, "decoupled_epochs"), horizons,
                   coupled=False, train_decoupled=True),
             Stage("coupled", list(_engine.COUPLED), _per_horizon(self.coupled_epochs, horizons, "coupled_epochs"),

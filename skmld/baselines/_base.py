@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from skmld._layout import from_domain, to_domain
+from skmld._tags import FieldDataTags
 from skmld.fields import is_lazy as _is_lazy
 from skmld.metrics import r2_per_field
 
@@ -44,18 +45,8 @@ def _same_times(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.allclose(a, b, rtol=1e-6, atol=1e-6 * scale))
 
 
-class _Baseline(BaseEstimator):
+class _Baseline(FieldDataTags, BaseEstimator):
     """Shared input checks, predict and score of the baselines (no parameters)."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.target_tags.required = False
-        # Input is labelled xarray field data, not a 2-D (or 3-D) feature array.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = False
-        tags.non_deterministic = False
-        return tags
 
     # -- hooks ----------------------------------------------------------------
     def _fit_domain(self, x, layout) -> None:
