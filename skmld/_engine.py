@@ -15,12 +15,7 @@ import tensorflow as tf
 from keras import ops
 
 from skmld.nn import LatentStepper
-from skmld.nn.losses import (
-    edge_boosting_mae,
-    kl_divergence,
-    normalized_mse,
-    reconstruction_sse,
-)
+from skmld.nn.losses import edge_boosting_mae, normalized_mse, reconstruction_sse
 from skmld.nn.optimizers import FusedAdam
 
 # The networks by name: "<kind>/<field>" for each field, and one coupled pair.
