@@ -65,12 +65,19 @@ class Networks:
     fields: list
     latent_channels: int
 
-    def compiled(self, name: str, jit: bool = False):
-        """``encode``/``decode`` as a cached ``tf.function`` (traced once per input shape)."""
+    def compiled(self, name: str, example, jit: bool = False):
+        """``encode``/``decode`` as a cached ``tf.function`` for inputs of ``example``'s grid, any batch size.
+
+        Traced once per grid: the decoders' up-sampling needs the grid at trace
+        time, and TensorFlow's shape relaxation would, after two grids, trace one
+        with no grid at all (which fails) and count every retrace against the
+        "excessive retracing" warning.
+        """
+        spec = tf.TensorSpec((None,) + tuple(example.shape[1:]), example.dtype)
         cache = self.__dict__.setdefault("_compiled", {})
-        if (name, jit) not in cache:
-            cache[name, jit] = tf.function(getattr(self, name), jit_compile=jit, reduce_retracing=True)
-        return cache[name, jit]
+        if (name, jit, spec) not in cache:
+            cache[name, jit, spec] = tf.function(getattr(self, name), input_signature=[spec], jit_compile=jit)
+        return cache[name, jit, spec]
 
     def per_field(self, kind: str) -> list:
         return [self.models[f"{kind}/{f}"] for f in self.fields]
@@ -359,11 +366,11 @@ def encode_all(nets: Networks, x: np.ndarray, batch_size: int, jit: bool = False
     transposed view of the user's data) to ``(N * T, ...)`` would copy all of it.
     """
     N, T = x.shape[:2]
-    fn = nets.compiled("encode", jit)
     zm = zv = None
     for sl in batches(N * T, batch_size):
         frame = np.arange(sl.start, sl.stop)
-        m, v = (o.numpy() for o in fn(tf.constant(x[frame // T, frame % T])))
+        block = tf.constant(x[frame // T, frame % T])
+        m, v = (o.numpy() for o in nets.compiled("encode", block, jit)(block))
         if zm is None:
             zm, zv = np.empty((N * T,) + m.shape[1:], m.dtype), np.empty((N * T,) + v.shape[1:], v.dtype)
         zm[sl], zv[sl] = m, v
@@ -374,6 +381,6 @@ def decode_all(nets: Networks, z: np.ndarray, batch_size: int, jit: bool = False
     """Decode latents ``(N, T, h, w, F*C)`` into fields ``(N, T, H, W, F)``."""
     N, T = z.shape[:2]
     flat = z.reshape((N * T,) + z.shape[2:])
-    fn = nets.compiled("decode", jit)
+    fn = nets.compiled("decode", flat, jit)
     out = np.concatenate([fn(tf.constant(flat[sl])).numpy() for sl in batches(N * T, batch_size)])
     return out.reshape((N, T) + out.shape[1:])

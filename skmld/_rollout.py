@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from skmld._engine import Networks
 
+_INT = tf.TensorSpec((), tf.int32)
+
 
 def _clip(x, lower, upper):
     return tf.clip_by_value(x, lower, upper)
@@ -25,6 +27,24 @@ def _cap(z_log_var):
     member drawn with it would leave every range the decoder knows (inf, then NaN).
     """
     return tf.minimum(z_log_var, 0.0)
+
+
+def per_grid(make):
+    """``get(x0)``: the function ``make(spec)`` builds for ``x0``'s grid, built once per grid and dtype.
+
+    The decoders' up-sampling needs the grid at trace time, so a grid cannot be
+    left unknown: one trace per grid (for any batch size), rather than
+    TensorFlow's shape relaxation, which after two grids traces one with none.
+    """
+    fns = {}
+
+    def get(x0):
+        spec = tf.TensorSpec((None,) + tuple(x0.shape[1:]), x0.dtype)
+        if spec not in fns:
+            fns[spec] = make(spec)
+        return fns[spec]
+
+    return get
 
 
 def _stack(ta):
@@ -42,7 +62,6 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
     stepper = nets.stepper()
     lower, upper = tf.constant(lower, tf.float32), tf.constant(upper, tf.float32)
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
     def rollout(x0, n_steps):
         zm, zv = nets.encode(x0)
         means = tf.TensorArray(tf.float32, size=n_steps + 1)
@@ -57,7 +76,8 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
             zvs = zvs.write(s, tf.cast(zv, tf.float32))
         return _stack(means), _stack(zms), _stack(zvs)
 
-    return rollout
+    get = per_grid(lambda spec: tf.function(rollout, input_signature=[spec, _INT], jit_compile=jit))
+    return lambda x0, n_steps: get(x0)(x0, n_steps)
 
 
 def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
@@ -76,7 +96,6 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
     stepper = nets.stepper()
     lower, upper = tf.constant(lower, tf.float32), tf.constant(upper, tf.float32)
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
     def ensemble(x0, n_steps, n_draws, seed, keep):
         zm, zv = nets.encode(x0)
         batch = tf.shape(zm)[0]
@@ -107,7 +126,17 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
         draws = tf.transpose(members.stack(), [1, 2, 0, 3, 4, 5]) if keep else tf.zeros([0, 0, 0, 0, 0, 0])
         return _stack(means), _stack(stds), draws
 
-    return ensemble
+    def make(spec):
+        def with_keep(keep):  # ``keep`` is a Python bool: one function with the members, one without
+            def fn(x0, n_steps, n_draws, seed):
+                return ensemble(x0, n_steps, n_draws, seed, keep)
+
+            return tf.function(fn, input_signature=[spec, _INT, _INT, _INT], jit_compile=jit)
+
+        return {False: with_keep(False), True: with_keep(True)}
+
+    get = per_grid(make)
+    return lambda x0, n_steps, n_draws, seed, keep: get(x0)[bool(keep)](x0, n_steps, n_draws, seed)
 
 
 def scaled_bounds(bounds: dict | None, ranges: dict | None, fields: list) -> tuple[np.ndarray, np.ndarray]:

@@ -133,3 +133,38 @@ def test_multistep_field_weights_weigh_each_field():
     assert min(parts) > 0
     np.testing.assert_allclose(multistep(None), sum(parts), rtol=1e-5)
     np.testing.assert_allclose(multistep([2.0, 0.5, 3.0]), 2 * parts[0] + 0.5 * parts[1] + 3 * parts[2], rtol=1e-5)
+
+
+def test_encode_and_decode_trace_once_per_grid():
+    """Frames of other batch sizes reuse a grid's one trace; another grid gets its own. Both equal eager calls."""
+    nets = tiny_networks()
+    rng = np.random.default_rng(0)
+    latents = {}
+    for n, t, h in [(2, 3, H), (1, 5, H), (3, 1, 2 * H)]:
+        x = rng.random((n, t, h, W, len(FIELDS)), dtype=np.float32)
+        zm, _ = _engine.encode_all(nets, x, batch_size=4)  # batches of 4, 2, 1 and 3 frames
+        frames = x.reshape((n * t, h, W, -1))
+        np.testing.assert_allclose(zm.reshape((n * t,) + zm.shape[2:]), nets.encode(frames)[0], rtol=1e-5, atol=1e-6)
+        assert _engine.decode_all(nets, zm, batch_size=4).shape == x.shape
+        latents[h] = (x, zm)
+    for x, zm in latents.values():
+        assert nets.compiled("encode", x[0]).experimental_get_tracing_count() == 1
+        assert nets.compiled("decode", zm[0]).experimental_get_tracing_count() == 1
+
+
+def test_rollouts_run_on_several_grids_and_batch_sizes():
+    """Grids and batch sizes in turn: each call equals the same frames rolled out alone."""
+    from skmld import _rollout
+
+    nets = tiny_networks()
+    lower, upper = np.full(len(FIELDS), -np.inf, np.float32), np.full(len(FIELDS), np.inf, np.float32)
+    rollout = _rollout.make_rollout(nets, 1, False, lower, upper)
+    ensemble = _rollout.make_ensemble(nets, 1, False, lower, upper)
+    rng = np.random.default_rng(1)
+    for n, h in [(2, H), (1, 2 * H), (3, H), (1, 2 * H)]:
+        x0 = tf.constant(rng.random((n, h, W, len(FIELDS)), dtype=np.float32))
+        mean = rollout(x0, tf.constant(2))[0].numpy()
+        assert mean.shape == (n, 3, h, W, len(FIELDS))
+        np.testing.assert_allclose(mean[-1:], rollout(x0[-1:], tf.constant(2))[0].numpy(), rtol=1e-5, atol=1e-6)
+        _, std, draws = ensemble(x0, tf.constant(2), tf.constant(3), tf.constant(5), True)
+        assert std.shape == mean.shape and draws.shape == (n, 3, 3, h, W, len(FIELDS))
