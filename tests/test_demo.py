@@ -154,3 +154,20 @@ def test_format_table_is_aligned():
     for row in rows:
         assert len(row) == len(header)
     assert "-0.250" in table and "1.23e+04" in table
+
+
+def test_tensorflow_settings_last_for_the_block_only():
+    """The demo skips TensorFlow's graph optimiser while it runs, and leaves the process as it found it."""
+    import logging
+
+    import tensorflow as tf
+
+    from skmld._demo._config import tensorflow_settings
+
+    options = tf.config.optimizer.get_experimental_options
+    before, level = options().get("disable_meta_optimizer", False), logging.getLogger("tensorflow").level
+    with pytest.raises(RuntimeError, match="inside"), tensorflow_settings(fast_graphs=True):
+        assert options()["disable_meta_optimizer"] is True
+        raise RuntimeError("inside")
+    assert options().get("disable_meta_optimizer", False) == before
+    assert logging.getLogger("tensorflow").level == level

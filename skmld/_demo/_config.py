@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from skmld._constants import HOTSPOT_THRESHOLD
@@ -71,20 +72,42 @@ def resolve_config(quick: bool = False, tiny: bool | None = None, **overrides) -
     return name, replace(PRESETS[name], **overrides)
 
 
-def configure_tensorflow(fast_graphs: bool) -> None:
+def configure_tensorflow(fast_graphs: bool) -> dict:
+    """Quiet TensorFlow's logs and, with ``fast_graphs``, skip its graph optimiser, process-wide.
+
+    For scripts (the benchmarks); returns the settings it replaced, which
+    :func:`tensorflow_settings` puts back.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    tf_logger = logging.getLogger("tensorflow")
+    before = {"log_level": tf_logger.level,
+              "disable_meta_optimizer": tf.config.optimizer.get_experimental_options().get(
+                  "disable_meta_optimizer", False)}
     if not logger.isEnabledFor(logging.INFO):
         # Every training stage builds its own compiled step, which TensorFlow reports as
         # "retracing"; expected here, so only shown with --verbose.
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
+        tf_logger.setLevel(logging.ERROR)
     if fast_graphs:
         # Grappler's graph rewrites cost seconds per traced training step and change
         # nothing beyond float rounding; the demo's small models spend much of their
         # time being traced, so skip them.
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    return before
+
+
+@contextmanager
+def tensorflow_settings(fast_graphs: bool):
+    """:func:`configure_tensorflow` for the duration of a ``with`` block; the process's settings come back after."""
+    import tensorflow as tf
+
+    before = configure_tensorflow(fast_graphs)
+    try:
+        yield
+    finally:
+        logging.getLogger("tensorflow").setLevel(before["log_level"])
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before["disable_meta_optimizer"]})
 
 
 def versions() -> dict:

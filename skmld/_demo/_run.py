@@ -13,8 +13,8 @@ import numpy as np
 
 from skmld._demo._config import (
     DemoConfig,
-    configure_tensorflow,
     resolve_config,
+    tensorflow_settings,
     versions,
 )
 from skmld._demo._evaluate import (
@@ -31,9 +31,16 @@ logger = logging.getLogger("skmld.demo")
 
 
 def run_demo(config: DemoConfig, out_dir, *, seed: int = 0, progress: bool = True, preset: str = "custom") -> dict:
-    """Run the whole demo; write its files to ``out_dir`` and return the results dict."""
+    """Run the whole demo; write its files to ``out_dir`` and return the results dict.
+
+    TensorFlow's settings (``config.fast_graphs``) change for the run only.
+    """
+    with tensorflow_settings(config.fast_graphs):
+        return _run_demo(config, out_dir, seed=seed, progress=progress, preset=preset)
+
+
+def _run_demo(config: DemoConfig, out_dir, *, seed: int, progress: bool, preset: str) -> dict:
     started = time.perf_counter()
-    configure_tensorflow(config.fast_graphs)
     import joblib
     from sklearn.pipeline import Pipeline
 
