@@ -82,7 +82,7 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
     >>> from sklearn.pipeline import Pipeline
     >>> from skmld import PatchTokenizer, MicroDynamicsEstimator, MesoDynamicsEstimator
     >>> from skmld.datasets import make_pore_collapse
-    >>> tiny = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, random_state=0)
+    >>> tiny = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, batch_size=4, random_state=0)
     >>> micro_X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=4, random_state=0)
     >>> micro = Pipeline([("tokens", PatchTokenizer()),
     ...                   ("micro", MicroDynamicsEstimator(decoupled_epochs=1, coupled_epochs=1, **tiny))]).fit(micro_X)
@@ -90,7 +90,7 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
     >>> meso = Pipeline([("tokens", PatchTokenizer(patch_size=micro["tokens"].token_shape_,
     ...                                           ranges=micro["tokens"].ranges_)),
     ...                  ("meso", MesoDynamicsEstimator(micro["micro"], epochs=1, horizons=(1,),
-    ...                                                 random_state=0))]).fit(meso_X)
+    ...                                                 batch_size=4, random_state=0))]).fit(meso_X)
     >>> meso.predict(meso_X).sizes["token_y"]
     2
     """

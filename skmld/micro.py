@@ -178,7 +178,8 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
     >>> pipe = Pipeline([("tokens", PatchTokenizer()),
     ...                  ("micro", MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,),
     ...                                                   vae_epochs=1, decoupled_epochs=1,
-    ...                                                   coupled_epochs=1, random_state=0))]).fit(X)
+    ...                                                   coupled_epochs=1, batch_size=4,
+    ...                                                   random_state=0))]).fit(X)
     >>> pipe.predict(X).dims
     ('sample', 'time', 'field', 'token_y', 'token_x', 'patch_y', 'patch_x')
     """
