@@ -60,10 +60,10 @@ def write_json(name: str, payload: dict, directory=None) -> Path:
 @contextlib.contextmanager
 def stage_timer():
     """Wall time per training stage of every skmld estimator fitted inside the block."""
-    from skmld._base import LatentDynamicsEstimator
+    from skmld._trainer import Trainer
 
     times = defaultdict(float)
-    original = LatentDynamicsEstimator._run_stage
+    original = Trainer.run_stage
 
     def timed(self, index, stage, *args, **kwargs):
         start = time.perf_counter()
@@ -72,11 +72,11 @@ def stage_timer():
         finally:
             times[stage.name] += time.perf_counter() - start
 
-    LatentDynamicsEstimator._run_stage = timed
+    Trainer.run_stage = timed
     try:
         yield times
     finally:
-        LatentDynamicsEstimator._run_stage = original
+        Trainer.run_stage = original
 
 
 def _per_field(da) -> dict:

@@ -38,24 +38,23 @@ if replicas > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 from skmld import MicroDynamicsEstimator, PatchTokenizer
-from skmld._base import LatentDynamicsEstimator
 from skmld.datasets import make_pore_collapse
 
 X = make_pore_collapse("micro", n_samples, shape=(64, 96), n_steps=9, random_state=0)
 T = PatchTokenizer(patch_size=32).fit_transform(X)
 strategy = None if replicas == 1 else tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
-import skmld._base as base
+from skmld._trainer import Trainer
 times, current = {}, {}
-run_epoch, run_stage = base._run_epoch, LatentDynamicsEstimator._run_stage
-def timed_epoch(step, batches):
+run_epoch, run_stage = Trainer.run_epoch, Trainer.run_stage
+def timed_epoch(self, step, batches):
     t0 = time.perf_counter()
-    out = run_epoch(step, batches)
+    out = run_epoch(self, step, batches)
     times.setdefault(current["stage"], []).append(time.perf_counter() - t0)
     return out
 def named_stage(self, index, stage, *args, **kwargs):
     current["stage"] = stage.name
     return run_stage(self, index, stage, *args, **kwargs)
-base._run_epoch, LatentDynamicsEstimator._run_stage = timed_epoch, named_stage
+Trainer.run_epoch, Trainer.run_stage = timed_epoch, named_stage
 est = MicroDynamicsEstimator(filters=filters, dynamics_filters=filters, dropout=0.0, horizons=(1,), vae_epochs=2,
                              decoupled_epochs=2, coupled_epochs=2, batch_size=batch, random_state=0,
                              distribute=strategy).fit(T)

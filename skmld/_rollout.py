@@ -77,7 +77,12 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
         return _stack(means), _stack(zms), _stack(zvs)
 
     get = per_grid(lambda spec: tf.function(rollout, input_signature=[spec, _INT], jit_compile=jit))
-    return lambda x0, n_steps: get(x0)(x0, n_steps)
+
+    def call(x0, n_steps):
+        return get(x0)(x0, n_steps)
+
+    call.python_function = rollout  # the body, uncompiled, as tf.function exposes it (benchmarks)
+    return call
 
 
 def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
@@ -136,7 +141,12 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
         return {False: with_keep(False), True: with_keep(True)}
 
     get = per_grid(make)
-    return lambda x0, n_steps, n_draws, seed, keep: get(x0)[bool(keep)](x0, n_steps, n_draws, seed)
+
+    def call(x0, n_steps, n_draws, seed, keep):
+        return get(x0)[bool(keep)](x0, n_steps, n_draws, seed)
+
+    call.python_function = ensemble
+    return call
 
 
 def scaled_bounds(bounds: dict | None, ranges: dict | None, fields: list) -> tuple[np.ndarray, np.ndarray]:

@@ -217,7 +217,7 @@ def stage_spec(name: str, fields=FIELDS) -> StageSpec:
 
 def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, precision: str = "float32",
                     seed: int = 0, jit: bool = False, chunk: int | None = None):
-    """ADAPTER — one dynamics training step as ``_base._run_stage`` builds it, on a fixed batch.
+    """ADAPTER — one dynamics training step as ``_trainer.Trainer.make_steps`` builds it, on a fixed batch.
 
     ``data = (z_mean, z_log_var, x)``: numpy arrays ``(N, T, h, w, F*C)`` and
     ``(N, T, H, W, F)`` with ``N >= batch`` and ``T >= horizon + 1``; the batch
@@ -280,7 +280,7 @@ def make_train_step(nets, data, spec: StageSpec, horizon: int, batch: int, preci
 
 
 def make_rollout(nets, time_ratio: int, jit: bool = False):
-    """ADAPTER — the compiled rollouts of ``_base._rollout`` (``jit``: with XLA).
+    """ADAPTER — the compiled rollouts of ``_prediction.PredictionMixin._rollout`` (``jit``: with XLA).
 
     Returns ``(run, concrete)``: ``run(x0, n_steps, n_draws, seed)`` returns
     numpy ``(mean, std)`` fields ``(B, n_steps + 1, H, W, F)`` (the mean

@@ -38,6 +38,7 @@ def main(argv=None) -> None:
 
     import skmld._layout as layout
     from skmld import MicroDynamicsEstimator, _base, _data, _engine
+    from skmld._trainer import Trainer
 
     marks, samples, done = [], [], threading.Event()
 
@@ -58,8 +59,18 @@ def main(argv=None) -> None:
 
     for module, attr in [(layout, "to_domain"), (layout, "_first_nonfinite"), (_base, "to_blocks"),
                          (_data, "window_dataset"), (_engine, "make_vae_step"), (_engine, "make_dynamics_step"),
-                         (_base, "_run_epoch"), (_engine, "encode_all")]:
+                         (_engine, "encode_all")]:
         wrap(module, attr)
+    run_epoch = Trainer.run_epoch
+
+    def marked_epoch(self, *a, **k):
+        mark("> run_epoch")
+        try:
+            return run_epoch(self, *a, **k)
+        finally:
+            mark("< run_epoch")
+
+    Trainer.run_epoch = marked_epoch
 
     rng = np.random.default_rng(0)
     values = np.empty((args.samples, 20, 3, 160, 256), np.float32)
