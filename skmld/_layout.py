@@ -45,6 +45,16 @@ class Layout:
     def domain_shape(self) -> tuple[int, int]:
         return (self.grid_shape[0] * self.token_shape[0], self.grid_shape[1] * self.token_shape[1])
 
+    def check_fields(self, fitted: list, name: str, owner: str) -> None:
+        """Refuse input whose fields are not ``fitted``, in that order, naming what is missing and unexpected."""
+        if self.fields != fitted:
+            missing = [f for f in fitted if f not in self.fields]
+            extra = [f for f in self.fields if f not in fitted]
+            raise ValueError(
+                f"{name} has fields {self.fields} but {owner} was fitted on {fitted} "
+                f"(missing: {missing}, unexpected: {extra}); pass the same fields in the same order."
+            )
+
     def time_coord(self, n_times: int) -> xr.DataArray:
         """``n_times`` times continuing the input's uniform spacing."""
         t = self.time.values

@@ -49,13 +49,7 @@ class PredictionMixin:
     def _check_predict_input(self, X, name="X"):
         check_is_fitted(self)
         x, layout = self._to_arrays(X, name=name)
-        if layout.fields != self.fields_:
-            missing = [f for f in self.fields_ if f not in layout.fields]
-            extra = [f for f in layout.fields if f not in self.fields_]
-            raise ValueError(
-                f"{name} has fields {layout.fields} but {type(self).__name__} was fitted on {self.fields_} "
-                f"(missing: {missing}, unexpected: {extra}); pass the same fields in the same order."
-            )
+        layout.check_fields(self.fields_, name, type(self).__name__)
         self._check_token_shape(layout, self.token_shape_, name, f"the fitted {type(self).__name__}")
         if self._whole_domain:
             self._check_token_side(layout.domain_shape)

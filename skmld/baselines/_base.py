@@ -94,13 +94,7 @@ class _Baseline(FieldDataTags, BaseEstimator):
     def _check_input(self, X, name: str = "X"):
         check_is_fitted(self)
         x, layout = to_domain(X, name=name)
-        if layout.fields != self.fields_:
-            missing = [f for f in self.fields_ if f not in layout.fields]
-            extra = [f for f in layout.fields if f not in self.fields_]
-            raise ValueError(
-                f"{name} has fields {layout.fields} but {type(self).__name__} was fitted on {self.fields_} "
-                f"(missing: {missing}, unexpected: {extra}); pass the same fields in the same order."
-            )
+        layout.check_fields(self.fields_, name, type(self).__name__)
         self._check_compatible(layout, name)
         return x, layout
 
