@@ -75,3 +75,14 @@ def test_spec_attrs_round_trip():
     assert TokenSpec.from_attrs(attrs, sizes) == spec
     with pytest.raises(ValueError, match="skmld_spacing"):
         TokenSpec.from_attrs({**attrs, "skmld_spacing": [-1.0, 1.0]}, sizes)
+
+
+def test_check_fields_names_what_is_missing_and_unexpected():
+    _, layout = to_domain(make_fields())
+    layout.check_fields(["temperature", "pressure"], "X", "ClimatologyBaseline")  # the fitted fields: accepted
+    with pytest.raises(ValueError, match=r"X has fields \['temperature', 'pressure'\] but ClimatologyBaseline was "
+                                         r"fitted on \['temperature', 'microstructure'\] \(missing: \['microstructure'\], "
+                                         r"unexpected: \['pressure'\]\)"):
+        layout.check_fields(["temperature", "microstructure"], "X", "ClimatologyBaseline")
+    with pytest.raises(ValueError, match="same order"):
+        layout.check_fields(["pressure", "temperature"], "X", "ClimatologyBaseline")
