@@ -126,7 +126,7 @@ def _add_demo_parser(subparsers) -> None:
             "PatchTokenizer -> MicroDynamicsEstimator; (3) fit the meso pipeline twice on the same few meso "
             "training samples with the same meso epochs: with the micro model as backbone ('transfer') and "
             "without it ('from scratch'); (4) evaluate both, and the persistence baseline (initial state "
-            "repeated), on held-out meso samples: rollout R2, field RMSE in K/GPa/-, hotspot RMSEs, "
+            "repeated), on held-out meso samples: rollout R2, field RMSE in K, GPa and 1, hotspot RMSEs, "
             "+-1/2 sigma coverage, fit times; (5) print a table and write figures, results.json and the "
             "fitted meso pipeline to --out. The default run takes about 10-15 minutes on a 2-core CPU, "
             "--quick about 2-3 minutes."
