@@ -96,6 +96,7 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "vae_loss": [StrOptions({"sse", "calibrated"})],
         "multistep_normalization": [StrOptions({"variance", "none"})],
+        "latent_margin": [None, Interval(Real, 0, None, closed="left")],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "kl_weight": [Interval(Real, 0, None, closed="left")],
         "edge_weight": [Interval(Real, 0, None, closed="left")],
@@ -353,6 +354,8 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
         "token_shape_": ("a pair of ints", _state.int_tuple(2)),
         "latent_shape_": ("a triple of ints", _state.int_tuple(3)),
         "history_": ("a list of dicts of loss terms", _state.history),
+        "latent_range_": ("a finite float64 array of shape (2, n_latent_channels), minima <= maxima",
+                          _state.latent_range),
     }
     _runtime_attrs: tuple = ("_networks", "_rollout_fn")
     _runtime_params: tuple = _shared_params  # a strategy belongs to the process that made it

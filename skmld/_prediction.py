@@ -66,11 +66,25 @@ class PredictionMixin:
     def _compiled_rollout(self, kind: str):
         """The fitted model's compiled mean rollout or ensemble, traced once per fitted model."""
         fns = self.__dict__.setdefault("_rollout_fn", {})
-        if kind not in fns:
+        key = (kind, getattr(self, "latent_margin", None))  # may change after fit (set_params)
+        if key not in fns:
             make = _rollout.make_rollout if kind == "mean" else _rollout.make_ensemble
             lower, upper = _rollout.scaled_bounds(self.bounds_, self.ranges_, self.fields_)
-            fns[kind] = make(self._networks, self._time_ratio, self.jit_compile, lower, upper)
-        return fns[kind]
+            fns[key] = make(self._networks, self._time_ratio, self.jit_compile, lower, upper,
+                            *self._latent_limits())
+        return fns[key]
+
+    def _latent_limits(self):
+        """Per-channel bounds of the rolled-out latents: the training latents' range widened by ``latent_margin``.
+
+        ``(None, None)`` where the estimator has no ``latent_range_`` or ``latent_margin`` is ``None``.
+        """
+        margin, rng = getattr(self, "latent_margin", None), getattr(self, "latent_range_", None)
+        if margin is None or rng is None:  # estimators pickled before the range was recorded have none
+            return None, None
+        lo, hi = np.asarray(rng, np.float32)
+        pad = float(margin) * (hi - lo)
+        return lo - pad, hi + pad
 
     def _rollout_block(self, x0, n_steps, n_draws, seed, keep_draws=False):
         """Rollout from initial frames ``x0`` ``(B, H, W, F)``, as numpy arrays ``(B, n_steps + 1, ...)``.

@@ -54,13 +54,24 @@ def _stack(ta):
     return tf.transpose(out, tf.concat([[1, 0], tf.range(2, rank)], 0))
 
 
-def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
+def _latent_clip(z_lower, z_upper):
+    """``clip(z)``: latents kept in ``[z_lower, z_upper]`` (one value per latent channel), or unchanged (``None``)."""
+    if z_lower is None:
+        return lambda z: z
+    z_lower, z_upper = tf.constant(z_lower, tf.float32), tf.constant(z_upper, tf.float32)
+    return lambda z: tf.clip_by_value(z, tf.cast(z_lower, z.dtype), tf.cast(z_upper, z.dtype))
+
+
+def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper, z_lower=None, z_upper=None):
     """``rollout(x0, n_steps) -> (mean, z_mean, z_log_var)``: the latent means stepped and decoded.
 
     ``mean`` has fields ``(B, n_steps + 1, H, W, F)``; the latents ``(B, n_steps + 1, h, w, F*C)``.
+    With ``z_lower``, ``z_upper`` (one value per latent channel) the stepped
+    latent means are kept within them (see ``latent_margin``).
     """
     stepper = nets.stepper()
     lower, upper = tf.constant(lower, tf.float32), tf.constant(upper, tf.float32)
+    clip_z = _latent_clip(z_lower, z_upper)
 
     def rollout(x0, n_steps):
         zm, zv = nets.encode(x0)
@@ -71,6 +82,7 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
             if s > 0:
                 for _ in range(time_ratio):
                     zm, zv = stepper(zm, zv)
+                    zm = clip_z(zm)
             means = means.write(s, _clip(tf.cast(nets.decode(zm), tf.float32), lower, upper))
             zms = zms.write(s, tf.cast(zm, tf.float32))
             zvs = zvs.write(s, tf.cast(zv, tf.float32))
@@ -85,7 +97,7 @@ def make_rollout(nets: Networks, time_ratio: int, jit: bool, lower, upper):
     return call
 
 
-def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
+def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper, z_lower=None, z_upper=None):
     """``ensemble(x0, n_steps, n_draws, seed, keep) -> (mean, std, draws)``: a trajectory ensemble.
 
     Each of the ``n_draws`` members starts from a draw of the initial frame's
@@ -96,10 +108,12 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
     the members' mean and standard deviation, computed per step in two passes
     (the deviations from the mean, not E[x²] − E[x]², which float32 cannot
     resolve for small spreads). ``draws`` ``(B, n_draws, n_steps + 1, H, W, F)``
-    holds the members when ``keep`` (a Python bool), else it is empty.
+    holds the members when ``keep`` (a Python bool), else it is empty. ``z_lower``,
+    ``z_upper``: as for :func:`make_rollout`, applied to every member's state.
     """
     stepper = nets.stepper()
     lower, upper = tf.constant(lower, tf.float32), tf.constant(upper, tf.float32)
+    clip_z = _latent_clip(z_lower, z_upper)
 
     def ensemble(x0, n_steps, n_draws, seed, keep):
         zm, zv = nets.encode(x0)
@@ -119,7 +133,7 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper):
                 for k in range(time_ratio):
                     m, zv = stepper(z, zv)
                     zv = _cap(zv)
-                    z = m + tf.exp(0.5 * zv) * noise(s * time_ratio + k + 1)
+                    z = clip_z(m + tf.exp(0.5 * zv) * noise(s * time_ratio + k + 1))
             x = _clip(tf.cast(nets.decode(z), tf.float32), lower, upper)
             x = tf.reshape(x, tf.concat([[n_draws, batch], tf.shape(x)[1:]], 0))
             mean = tf.reduce_mean(x, axis=0)

@@ -149,6 +149,11 @@ def variables(v) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, xr.Variable) for k, x in v.items())
 
 
+def latent_range(v) -> bool:
+    return (isinstance(v, np.ndarray) and v.dtype == np.float64 and v.ndim == 2 and v.shape[0] == 2
+            and v.shape[1] >= 1 and bool(np.isfinite(v).all()) and bool((v[0] <= v[1]).all()))
+
+
 def matrix(kind: str) -> Callable[[Any], bool]:
     """A non-negative 2-D array of 8-byte ``kind`` ("f": also finite), at least one column."""
     return lambda v: (isinstance(v, np.ndarray) and v.dtype.kind == kind and v.dtype.itemsize == 8 and v.ndim == 2

@@ -85,6 +85,9 @@ class Trainer:
                     latents = cache.encode(self.encode, x, f"stage{index}")
                 sources = {"z_mean": latents[0], "z_log_var": latents[1], "x": x}
                 self.run_stage(index, stage, sources, train_rows, val_rows, seed)
+            if latents is None:  # the last VAE changed, or a resumed fit skipped every dynamics stage
+                latents = cache.encode(self.encode, x, "final")
+            est.latent_range_ = latent_range(latents[0], train_rows)
         finally:
             cache.close()
 
@@ -300,6 +303,18 @@ class Trainer:
                 "per-field terms in history_.",
                 UserWarning, stacklevel=user_stacklevel(),
             )
+
+
+def latent_range(z_mean, rows) -> np.ndarray:
+    """``(2, channels)`` float64: each latent channel's minimum and maximum over ``z_mean[rows]`` (numpy or dask)."""
+    z = z_mean[np.asarray(rows)]
+    axes = tuple(range(z.ndim - 1))
+    lo, hi = z.min(axis=axes), z.max(axis=axes)
+    if _data.is_lazy(z):
+        import dask
+
+        lo, hi = dask.compute(lo, hi)
+    return np.stack([np.asarray(lo, np.float64), np.asarray(hi, np.float64)])
 
 
 def user_stacklevel() -> int:

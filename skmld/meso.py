@@ -67,12 +67,12 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
         contradicts the backbone raises ``ValueError``.
     learning_rate, batch_size, gradient_chunk_size, validation_fraction, vae_loss, reconstruction_weight, \
 kl_weight, edge_weight, latent_mean_weight, latent_log_var_weight, multistep_weight, multistep_normalization, \
-on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
+latent_margin, on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint_dir, distribute, cache :
         As for :class:`~skmld.MicroDynamicsEstimator`.
 
     Attributes
     ----------
-    fields_, ranges_, token_shape_, latent_shape_, history_, field_variance_ :
+    fields_, ranges_, token_shape_, latent_shape_, history_, field_variance_, latent_range_ :
         As for :class:`~skmld.MicroDynamicsEstimator` (``reconstruction_rmse_ratio_``
         too, when this estimator trains VAEs); ``token_shape_`` is the
         backbone's token shape (the tokens the domain is made of).
@@ -143,6 +143,7 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
         latent_log_var_weight: float = 1.0,
         multistep_weight: float = 1.0,
         multistep_normalization: str = "variance",
+        latent_margin: float | None = 0.0,
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -178,6 +179,7 @@ on_divergence, device, precision, jit_compile, verbose, random_state, checkpoint
         self.latent_log_var_weight = latent_log_var_weight
         self.multistep_weight = multistep_weight
         self.multistep_normalization = multistep_normalization
+        self.latent_margin = latent_margin
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision

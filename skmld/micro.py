@@ -108,6 +108,13 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         variance in the training data, so every field counts by how well its
         structure is predicted, not by its spread on the [0, 1] scale.
         ``"none"``: plain MSEs summed over fields.
+    latent_margin : float or None, default=0.0
+        Rollouts keep every latent channel within the range the training
+        latents span (``latent_range_``), widened by ``latent_margin`` times
+        that range on each side: a latent map that extrapolates beyond its
+        training data cannot then grow without bound over a long rollout.
+        ``None``: no bound. Used by ``predict`` only; change it with
+        ``set_params`` after ``fit``.
     on_divergence : {"raise", "restore"}, default="raise"
         On a NaN/inf loss: raise :class:`~skmld.exceptions.DivergenceError`
         (keeping the last good weights), or roll back the epoch, halve the
@@ -163,6 +170,9 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         above 0.8 a ``UserWarning`` names the field.
     field_variance_ : dict
         Per field, the variance of the (scaled) training data.
+    latent_range_ : ndarray of shape (2, n_fields * latent_channels)
+        Minimum and maximum of each latent channel's means over the encoded
+        training trajectories (see ``latent_margin``).
 
     See Also
     --------
@@ -224,6 +234,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         latent_log_var_weight: float = 1.0,
         multistep_weight: float = 1.0,
         multistep_normalization: str = "variance",
+        latent_margin: float | None = 0.0,
         on_divergence: str = "raise",
         device: str = "auto",
         precision: str = "float32",
@@ -256,6 +267,7 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self.latent_log_var_weight = latent_log_var_weight
         self.multistep_weight = multistep_weight
         self.multistep_normalization = multistep_normalization
+        self.latent_margin = latent_margin
         self.on_divergence = on_divergence
         self.device = device
         self.precision = precision
