@@ -7,8 +7,8 @@ coverage at ±1σ and ±2σ, spread–skill ratio and fair ensemble CRPS per fie
 uncalibrated ensemble and a zero-spread prediction. Both directions are run (fit on the calibration
 samples, then on the held-out ones).
 
-Run alone: ``python benchmarks/calibration.py DEMO_DIR --seed 11``; writes
-``benchmarks/results/calibration.json``.
+Run alone: ``python benchmarks/calibration.py DEMO_DIR --seed 11``;
+appends to ``benchmarks/results/calibration.json``.
 """
 
 import argparse
@@ -71,7 +71,7 @@ def main():
         draws = xr.concat([physical(draws_t.isel(draw=d)) for d in range(draws_t.sizes["draw"])], "draw")
         return summary(probabilistic_scores(truth, physical(mean_t), std, draws=draws))
 
-    record = {"seed": args.seed, "n_draws": c.n_draws, "cpu": platform.processor() or platform.machine(),
+    record = {"seed": args.seed, "model": str(args.demo_dir), "n_draws": c.n_draws, "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "uncalibrated": {}, "zero_spread": {}, "calibrated": []}
     for name, (tokens, mean_t, draws_t) in rollouts.items():
         record["uncalibrated"][name] = scores(name, draws_t.std("draw", ddof=1), draws_t)
@@ -90,7 +90,8 @@ def main():
                 entry[name] = scores(name, std_t, cal.calibrated_draws(draws_t, mean_t, random_state=0))
             record["calibrated"].append(entry)
             print(json.dumps({k: entry[k] for k in ("method", "fitted_on", "held_out", "calibration")}))
-    RESULTS.write_text(json.dumps(record, indent=1) + "\n")
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.write_text(json.dumps(old + [record], indent=1) + "\n")
     print(json.dumps({k: record[k] for k in ("uncalibrated", "zero_spread")}))
 
 
