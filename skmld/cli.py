@@ -128,7 +128,7 @@ def _add_demo_parser(subparsers) -> None:
             "without it ('from scratch'); (4) evaluate both, and the persistence baseline (initial state "
             "repeated), on held-out meso samples: rollout R2, field RMSE in K, GPa and 1, hotspot RMSEs, "
             "+-1/2 sigma coverage, fit times; (5) print a table and write figures, results.json and the "
-            "fitted meso pipeline to --out. The default run takes about 10-15 minutes on a 2-core CPU, "
+            "fitted meso pipeline to --out. The default run took 9 minutes on one 2-core CPU and 24 on a slower one, "
             "--quick about 2-3 minutes."
         ),
         epilog=(

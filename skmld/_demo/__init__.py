@@ -16,7 +16,7 @@ Steps (see ``docs/user_guide.md`` for the same in code):
 6. print the tables, write figures, ``results.json`` and the fitted,
    calibrated meso pipeline.
 
-Sizes come from presets (``PRESETS``): ``"default"`` (≤ 15 min on a 2-core CPU),
+Sizes come from presets (``PRESETS``): ``"default"`` (9–24 min on the 2-core CPUs measured),
 ``"quick"`` (≤ 3 min) and ``"tiny"`` (tests only; ``SKMLD_DEMO_TINY=1``).
 """
 
