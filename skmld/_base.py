@@ -354,6 +354,9 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
         "token_shape_": ("a pair of ints", _state.int_tuple(2)),
         "latent_shape_": ("a triple of ints", _state.int_tuple(3)),
         "history_": ("a list of dicts of loss terms", _state.history),
+    }
+    # Without it (fitted by an earlier version) rollouts are not bounded (see ``latent_margin``).
+    _optional_fitted_attrs: ClassVar[dict] = {
         "latent_range_": ("a finite float64 array of shape (2, n_latent_channels), minima <= maxima",
                           _state.latent_range),
     }

@@ -34,6 +34,8 @@ class FittedState:
 
     #: Fitted attributes every fitted instance has, in their stored form: name -> (what, check).
     _fitted_attrs: dict[str, tuple[str, Callable[[Any], bool]]] = {}
+    #: Fitted attributes that files written by earlier versions lack, checked where present.
+    _optional_fitted_attrs: dict[str, tuple[str, Callable[[Any], bool]]] = {}
     #: Attributes rebuilt from the state or cached on first use: never stored.
     _runtime_attrs: tuple[str, ...] = ()
     #: Parameters holding a runtime resource of this process (a strategy): stored as None.
@@ -76,6 +78,9 @@ class FittedState:
             if name not in state:
                 return f"fitted attribute {name!r} is missing; expected {what}."
             if not ok(state[name]):
+                return f"fitted attribute {name!r} must be {what}, got {short(state[name])}."
+        for name, (what, ok) in cls._optional_fitted_attrs.items():
+            if name in state and not ok(state[name]):
                 return f"fitted attribute {name!r} must be {what}, got {short(state[name])}."
         return None
 

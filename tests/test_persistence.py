@@ -428,6 +428,8 @@ BAD_JSON = [
      r"fitted attribute '_fit_kind' must be 'Dataset' or 'DataArray'"),
     ("root/steps/0/estimator.json", _set(["fitted", "units_"], {"__evil__": 1}),
      r"fitted.units_: unknown tag '__evil__'"),
+    ("root/steps/1/estimator.json", _set(["fitted", "latent_range_"], [[0.0], [1.0]]),
+     r"fitted attribute 'latent_range_' must be a finite float64 array of shape \(2, n_latent_channels\)"),
 ]
 
 
@@ -435,6 +437,18 @@ BAD_JSON = [
 def test_wrong_json_types(micro_file, tmp_path, member, edit, match):
     with pytest.raises(ValueError, match=match):
         _load_bytes(_edit_json(micro_file, member, edit), tmp_path)
+
+
+def test_file_without_latent_range_loads_with_unbounded_rollouts(micro_file, tmp_path):
+    """Files of an earlier version have no ``latent_range_``: they load, and their rollouts are not bounded."""
+    loaded = _load_bytes(_edit_json(micro_file, "root/steps/1/estimator.json",
+                                    lambda doc: doc["fitted"].pop("latent_range_")), tmp_path)
+    est = loaded[-1]
+    assert "latent_range_" not in vars(est) and est._latent_limits() == (None, None)
+    swapped = _edit_json(micro_file, "root/steps/1/estimator.json", lambda doc: doc["fitted"]["latent_range_"][
+        "__ndarray__"]["data"].reverse())  # minima above maxima
+    with pytest.raises(ValueError, match=r"fitted attribute 'latent_range_' must be .* minima <= maxima"):
+        _load_bytes(swapped, tmp_path)
 
 
 def _set_array(name, edit):
