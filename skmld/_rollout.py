@@ -109,7 +109,8 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper, z_lo
     (the deviations from the mean, not E[x²] − E[x]², which float32 cannot
     resolve for small spreads). ``draws`` ``(B, n_draws, n_steps + 1, H, W, F)``
     holds the members when ``keep`` (a Python bool), else it is empty. ``z_lower``,
-    ``z_upper``: as for :func:`make_rollout`, applied to every member's state.
+    ``z_upper``: as for :func:`make_rollout`, applied to each member's predicted mean
+    ``m(z)`` before its draw, so members at the bound still spread around it.
     """
     stepper = nets.stepper()
     lower, upper = tf.constant(lower, tf.float32), tf.constant(upper, tf.float32)
@@ -133,7 +134,7 @@ def make_ensemble(nets: Networks, time_ratio: int, jit: bool, lower, upper, z_lo
                 for k in range(time_ratio):
                     m, zv = stepper(z, zv)
                     zv = _cap(zv)
-                    z = clip_z(m + tf.exp(0.5 * zv) * noise(s * time_ratio + k + 1))
+                    z = clip_z(m) + tf.exp(0.5 * zv) * noise(s * time_ratio + k + 1)
             x = _clip(tf.cast(nets.decode(z), tf.float32), lower, upper)
             x = tf.reshape(x, tf.concat([[n_draws, batch], tf.shape(x)[1:]], 0))
             mean = tf.reduce_mean(x, axis=0)

@@ -109,9 +109,9 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         structure is predicted, not by its spread on the [0, 1] scale.
         ``"none"``: plain MSEs summed over fields.
     latent_margin : float or None, default=0.0
-        Rollouts keep every latent channel within the range the training
-        latents span (``latent_range_``), widened by ``latent_margin`` times
-        that range on each side: a latent map that extrapolates beyond its
+        Rollouts keep every channel of the predicted latent means within the
+        range the training latents span (``latent_range_``), widened by
+        ``latent_margin`` times that range on each side: a latent map that extrapolates beyond its
         training data cannot then grow without bound over a long rollout.
         ``None``: no bound. Used by ``predict`` only; change it with
         ``set_params`` after ``fit``.

@@ -85,13 +85,13 @@ def test_trajectory_ensemble_matches_a_straightforward_computation(micro_pipe, m
         for k in range(ratio if s else 0):
             m, zv = stepper(z, zv)
             zv = tf.minimum(zv, 0.0)
-            z = tf.clip_by_value(m + tf.exp(0.5 * zv) * noise(s * ratio + k + 1), lo, hi)
+            z = tf.clip_by_value(m, lo, hi) + tf.exp(0.5 * zv) * noise(s * ratio + k + 1)
         members = np.asarray(nets.decode(z)).reshape((n_draws, 5) + x0.shape[1:])
         np.testing.assert_allclose(draws[:, :, s], members.swapaxes(0, 1), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(mean[:, s], members.mean(axis=0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(std[:, s] ** 2, members.var(axis=0, ddof=1), rtol=1e-3, atol=1e-6)
-    # Members drift apart: the spread after the steps exceeds the initial frame's. (This tiny
-    # model's stepped latents leave the training range, where the bound pins members together.)
+    # Members drift apart: the spread after the steps exceeds the initial frame's. (Not with the
+    # bound: this tiny model's stepped means leave the training range, where it holds them together.)
     free = pickle.loads(pickle.dumps(est)).set_params(latent_margin=None)
     std = free._rollout_block(x0, n_steps, n_draws, seed)[1]
     assert std[:, -1].mean() > std[:, 0].mean()
