@@ -28,7 +28,7 @@ import joblib
 import numpy as np
 import tensorflow as tf
 
-from skmld import _engine, _rollout, _trainer
+from skmld import ClimatologyBaseline, _engine, _rollout, _trainer
 from skmld._demo import PRESETS, configure_tensorflow
 from skmld.datasets import make_pore_collapse
 from skmld.metrics import hotspot_mask_scores, r2_per_field
@@ -94,7 +94,7 @@ def main():
     def physical(tokens):
         return tok.inverse_transform(tokens).isel(time=slice(1, None))
 
-    climatology = truth * 0 + train.mean("sample").isel(time=slice(1, None))
+    climatology = physical(ClimatologyBaseline().fit(tok.transform(train)).predict(test_tokens))
     record = {"seed": args.seed, "demo_dir": str(args.demo_dir), "cpu": _common.cpu_model(),
               "climatology": scores(truth, climatology)["r2"],
               "settings": []}
