@@ -237,9 +237,11 @@ class CalibratedDynamics(_state.FittedState, FieldDataTags, MetaEstimatorMixin, 
                 pairs.append(self._errors(est, X.isel(sample=test)))
             self.estimator_ = clone(self.estimator).fit(X)
         self.fields_ = list(layout.fields)
-        residual = np.concatenate([p[0] for p in pairs])
-        std = np.concatenate([p[1] for p in pairs])
-        keep = np.concatenate([p[2] for p in pairs])
+        self._fit_maps(*(np.concatenate([p[i] for p in pairs]) for i in range(3)))
+        return self
+
+    def _fit_maps(self, residual, std, keep):
+        """Fit ``scale_``, ``offset_`` from errors, spreads and unpinned masks ``(S, T, Y, X, F)`` (see :meth:`_errors`)."""
         n_fields, n_lead = residual.shape[-1], residual.shape[1]
         self.scale_ = np.ones((n_fields, n_lead))
         self.offset_ = np.zeros((n_fields, n_lead))
@@ -262,7 +264,6 @@ class CalibratedDynamics(_state.FittedState, FieldDataTags, MetaEstimatorMixin, 
                 else:
                     a, b = fit_variance_map_crps(r, s)
                 self.scale_[f, t], self.offset_[f, t] = a, b
-        return self
 
     def _errors(self, est, X):
         """Errors of ``est``'s mean rollout of ``X``, its ensemble std, and the unpinned-pixel mask."""

@@ -103,11 +103,14 @@ def test_predict_draws_layout_and_bounds(micro_pipe, micro_X):
     draws = est.predict_draws(tokens, n_steps=3, n_draws=3)
     assert draws.dims == ("draw",) + tokens.dims and draws.sizes["draw"] == 3
     assert draws.attrs == tokens.attrs
-    # The solid fraction declares [0, 1] (valid_min/valid_max): members stay inside, in scaled units too.
-    assert est.bounds_["microstructure"] == (0.0, 1.0) and est.bounds_["temperature"] == (None, None)
+    # The solid fraction declares [0, 1] and temperature >= its initial 300 K (valid_min/valid_max);
+    # pressure is unbounded. Members stay inside, in scaled units too.
+    assert est.bounds_ == {"temperature": (300.0, None), "pressure": (None, None), "microstructure": (0.0, 1.0)}
     lo, hi = est.ranges_["microstructure"]
     mu = draws.sel(field="microstructure").values * (hi - lo) + lo
     assert mu.min() >= -1e-6 and mu.max() <= 1 + 1e-6
+    lo, hi = est.ranges_["temperature"]
+    assert (draws.sel(field="temperature").values * (hi - lo) + lo).min() >= 300.0 - 1e-3 * (hi - lo)
     with pytest.raises(ValueError, match="n_draws"):
         est.predict_draws(tokens, n_draws=1)
 

@@ -135,7 +135,10 @@ def _make(
         "y": ("y", y, {"units": "µm", "long_name": "transverse position"}),
         "x": ("x", x, {"units": "µm", "long_name": "position along the shock direction"}),
     }
-    data_vars = {k: (("sample", "time", "y", "x"), fields[k], _FIELD_ATTRS[k]) for k in names}
+    field_attrs = {k: dict(v) for k, v in _FIELD_ATTRS.items()}
+    # Heat sources are non-negative and conduction keeps the minimum: T never drops below its start.
+    field_attrs["temperature"]["valid_min"] = float(physics.t_initial)
+    data_vars = {k: (("sample", "time", "y", "x"), fields[k], field_attrs[k]) for k in names}
     attrs: dict[str, Any] = {
         "title": f"synthetic shock-induced pore collapse ({scale})",
         "source": "skmld.datasets.make_pore_collapse",
