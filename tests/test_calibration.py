@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 
 from skmld import MicroDynamicsEstimator
-from skmld.calibration import CalibratedDynamics, fit_variance_map
+from skmld.calibration import CalibratedDynamics, fit_variance_map, fit_variance_map_coverage
 
 TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, batch_size=8, random_state=0)
 
@@ -30,6 +30,27 @@ def test_fit_variance_map_without_spread_fits_the_floor():
     assert b == pytest.approx(np.sqrt(np.mean(residual**2)), rel=1e-3)
     with pytest.raises(ValueError, match="no pixels"):
         fit_variance_map(np.array([]), np.array([]))
+
+
+def test_fit_variance_map_coverage_matches_variance_and_2sigma_on_heavy_tails():
+    """Heavy-tailed (Student-t, 3 dof) and Gaussian errors: variance and ±2σ matched; ±1σ too if Gaussian."""
+    rng = np.random.default_rng(2)
+    std = rng.uniform(0.1, 2.0, 200_000)
+    residual = rng.standard_t(3, std.size) * std
+    a, b = fit_variance_map_coverage(residual, std)
+    sigma = np.sqrt(a**2 * std**2 + b**2)
+    assert np.mean(sigma**2) == pytest.approx(np.mean(residual**2), rel=1e-6)  # spread/skill 1
+    assert np.mean(np.abs(residual) <= 2 * sigma) == pytest.approx(0.9545, abs=0.01)
+    assert np.mean(np.abs(residual) <= sigma) > 0.75  # heavy tails: ±1σ cannot be nominal as well
+    # Gaussian errors: the line holds the true map, whose ±2σ is nominal.
+    residual = rng.standard_normal(std.size) * np.sqrt(1.5**2 * std**2 + 0.3**2)
+    a, b = fit_variance_map_coverage(residual, std)
+    sigma = np.sqrt(a**2 * std**2 + b**2)
+    assert np.mean(np.abs(residual) <= 2 * sigma) == pytest.approx(0.9545, abs=0.005)
+    assert np.mean(np.abs(residual) <= sigma) == pytest.approx(0.6827, abs=0.01)
+    assert fit_variance_map_coverage(np.zeros(10), np.ones(10)) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="no pixels"):
+        fit_variance_map_coverage(np.array([]), np.array([]))
 
 
 @pytest.fixture(scope="module")
