@@ -32,14 +32,14 @@ from pathlib import Path
 import _common  # noqa: F401 (puts the checkout on sys.path)
 import joblib
 import numpy as np
-from scipy.special import erf
 
 from skmld import CalibratedDynamics
 from skmld._demo import PRESETS, configure_tensorflow
 from skmld.datasets import make_pore_collapse
+from skmld.metrics._pinned import _nominal
 
 RESULTS = Path(__file__).parent / "results" / "calibration_samples.json"
-NOMINAL = {1: float(erf(1 / np.sqrt(2))), 2: float(erf(2 / np.sqrt(2)))}
+NOMINAL = {1: _nominal(1.0), 2: _nominal(2.0)}
 
 
 def band_scores(residual, var, keep, fields):
@@ -56,7 +56,8 @@ def band_scores(residual, var, keep, fields):
 
 
 def calibrated_var(cal, std):
-    a, b = cal.scale_.T[None, :, None, None, :], cal.offset_.T[None, :, None, None, :]
+    """``a²·σ² + b²`` of ``std`` in domain layout ``(S, T, Y, X, F)``, as ``cal.calibrated_std`` maps it."""
+    a, b = (x[None, :, None, None, :] for x in cal._factors(std.shape[1]))
     return a * a * std * std + b * b
 
 

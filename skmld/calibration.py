@@ -28,11 +28,10 @@ from skmld.fields import is_lazy
 from skmld._layout import from_domain, to_domain
 from skmld._rollout import scaled_bounds
 from skmld._tags import FieldDataTags
+from skmld.metrics._pinned import _nominal
 
 __all__ = ["CalibratedDynamics"]
 
-# Gaussian coverage of the bands mean ± k·σ.
-_NOMINAL = {1: float(erf(1 / np.sqrt(2))), 2: float(erf(2 / np.sqrt(2)))}
 # Pixels sampled per (field, lead time) to fit a and b: the fit has two parameters.
 _MAX_PIXELS = 200_000
 # A truth and a prediction both within this share of the field's scaled range of a
@@ -143,10 +142,11 @@ def fit_variance_map_coverage(residual: np.ndarray, std: np.ndarray, n_grid: int
     if mse == 0.0:
         return 0.0, 0.0
     grid = np.linspace(0.0, np.sqrt(mse / ms2), n_grid) if ms2 > 0 else np.zeros(1)
+    nominal1, nominal2 = _nominal(1.0), _nominal(2.0)
     miss = np.empty((grid.size, 2))
     for i, a in enumerate(grid):
         sigma = np.sqrt(a * a * s * s + max(mse - a * a * ms2, 0.0))
-        miss[i] = abs(np.mean(r <= 2 * sigma) - _NOMINAL[2]), abs(np.mean(r <= sigma) - _NOMINAL[1])
+        miss[i] = abs(np.mean(r <= 2 * sigma) - nominal2), abs(np.mean(r <= sigma) - nominal1)
     # Within 0.002 of the best ±2σ, the map whose ±1σ is nearest nominal.
     near = np.flatnonzero(miss[:, 0] <= miss[:, 0].min() + 0.002)
     a = float(grid[near[np.argmin(miss[near, 1])]])
