@@ -36,21 +36,22 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def write_store(path: Path, copies: int) -> Path:
-    """A Zarr store of ``4 * copies`` samples (64 × 128 px, 7 steps, 3 fields), written chunk by chunk."""
+def write_store(path: Path, copies: int, dtype: str = "float32") -> Path:
+    """A Zarr store of ``4 * copies`` samples (64 × 128 px, 7 steps, 3 fields, ``dtype``), written chunk by chunk."""
     import numpy as np
     import xarray as xr
 
     from skmld import write_fields
     from skmld.datasets import make_pore_collapse
 
-    four = make_pore_collapse("micro", 4, shape=(64, 128), n_steps=7, random_state=0).chunk({"sample": 1})
+    four = make_pore_collapse("micro", 4, shape=(64, 128), n_steps=7, random_state=0)
+    four = four.astype(dtype).chunk({"sample": 1})
     big = xr.concat([four] * copies, dim="sample")
     write_fields(big.assign_coords(sample=np.arange(big.sizes["sample"])), path)
     return path
 
 
-def fit_score_predict(path: Path, batch_size: int) -> dict:
+def fit_score_predict(path: Path, batch_size: int, patch_size: int | None = 32, decoupled_epochs: int = 1) -> dict:
     """The out-of-core workflow on one store; its figures."""
     import numpy as np
 
@@ -58,10 +59,11 @@ def fit_score_predict(path: Path, batch_size: int) -> dict:
 
     start = time.perf_counter()
     X = open_fields(path)  # lazy: dask arrays over the store's chunks
-    tokens = PatchTokenizer(patch_size=32).fit(X)
+    tokens = PatchTokenizer(patch_size=patch_size).fit(X)
     T = tokens.transform(X)
-    est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1,
-                                 coupled_epochs=1, batch_size=batch_size, random_state=0).fit(T)
+    est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1,
+                                 decoupled_epochs=decoupled_epochs, coupled_epochs=1, batch_size=batch_size,
+                                 random_state=0).fit(T)
     score = est.score(T)  # streamed over blocks of samples
     pred = tokens.inverse_transform(est.predict(T))  # lazy: each block is rolled out when written
     write_fields(pred, f"{path}.pred.zarr")
@@ -85,17 +87,24 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--group-mib", type=float, default=None,
                         help="size of the groups of chunks shuffled together (skmld._data.GROUP_BYTES, default 32)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                        help="the stores' values (float64: twice the bytes for the same samples)")
+    parser.add_argument("--patch-size", type=int, default=32, help="token side; 0: one token per sample")
+    parser.add_argument("--decoupled-epochs", type=int, default=1)
     args = parser.parse_args(argv)
     import skmld._data
 
     if args.group_mib is not None:
         skmld._data.GROUP_BYTES = int(args.group_mib * 2**20)
     args.out.mkdir(parents=True, exist_ok=True)
-    small_store, big_store = write_store(args.out / "small.zarr", 2), write_store(args.out / "big.zarr", args.copies)
-    small = fit_score_predict(small_store, args.batch_size)
+    small_store = write_store(args.out / "small.zarr", 2, args.dtype)
+    big_store = write_store(args.out / "big.zarr", args.copies, args.dtype)
+    settings = dict(batch_size=args.batch_size, patch_size=args.patch_size or None,
+                    decoupled_epochs=args.decoupled_epochs)
+    small = fit_score_predict(small_store, **settings)
     reset_peak()
     big_start = resident_mib()
-    big = fit_score_predict(big_store, args.batch_size)
+    big = fit_score_predict(big_store, **settings)
     print(json.dumps({"group_mib": skmld._data.GROUP_BYTES / 2**20, "batch_size": args.batch_size,
                       "small": small, "big_start_mib": big_start, "big": big}))
     return 0

@@ -209,7 +209,7 @@ class CalibratedDynamics(_state.FittedState, FieldDataTags, MetaEstimatorMixin, 
     >>> X = make_pore_collapse("micro", 4, shape=(32, 32), n_steps=3, random_state=0)
     >>> tokens = PatchTokenizer().fit(X)
     >>> micro = MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1,
-    ...                                decoupled_epochs=1, coupled_epochs=1, batch_size=4, random_state=0)
+    ...                                decoupled_epochs=0, coupled_epochs=1, batch_size=4, random_state=0)
     >>> micro.fit(tokens.transform(X.isel(sample=slice(0, 2))))  # doctest: +ELLIPSIS
     MicroDynamicsEstimator(...)
     >>> cal = CalibratedDynamics(micro, cv="prefit", n_draws=2).fit(tokens.transform(X.isel(sample=slice(2, 4))))

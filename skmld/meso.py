@@ -85,7 +85,7 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
     >>> tiny = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, batch_size=4, random_state=0)
     >>> micro_X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=4, random_state=0)
     >>> micro = Pipeline([("tokens", PatchTokenizer()),
-    ...                   ("micro", MicroDynamicsEstimator(decoupled_epochs=1, coupled_epochs=1, **tiny))]).fit(micro_X)
+    ...                   ("micro", MicroDynamicsEstimator(decoupled_epochs=0, coupled_epochs=1, **tiny))]).fit(micro_X)
     >>> meso_X = make_pore_collapse("meso", 1, shape=(64, 64), n_steps=3, random_state=1)
     >>> meso = Pipeline([("tokens", PatchTokenizer(patch_size=micro["tokens"].token_shape_,
     ...                                           ranges=micro["tokens"].ranges_)),

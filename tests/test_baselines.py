@@ -154,7 +154,10 @@ def test_climatology_pipeline_round_trips_to_physical_units(ds):
         scale = float(np.abs(mean).max())
         for s in range(ds.sizes["sample"]):
             np.testing.assert_allclose(fields[f].isel(sample=s).values, mean, rtol=1e-5, atol=1e-5 * scale)
-    assert np.isfinite(pipe.score(ds))
+    # The score in token units is the physical R² of the training mean (per-field scaling, no padding).
+    x = skmld.as_fields(ds).values.astype(np.float64)
+    expected = _closed_form_r2(x, np.broadcast_to(x.mean(0, keepdims=True), x.shape))
+    assert pipe.score(ds) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("Baseline, expected", [(PersistenceBaseline, 0.0), (ClimatologyBaseline, 1.0)])
@@ -232,6 +235,11 @@ def test_score_needs_two_time_steps(Baseline, ds):
     assert pred.sizes["time"] == 3
     if Baseline is ClimatologyBaseline:  # continues with the fitted times, not a unit step
         np.testing.assert_array_equal(pred["time"].values, ds["time"].values[:3])
+        # The training tokens' mean over samples at the first three times, for the one sample.
+        expected = pipe["tokens"].transform(ds).values.astype(np.float64).mean(0)[:3]
+        np.testing.assert_allclose(pred.values[0], expected, rtol=1e-6, atol=1e-6)
+    else:  # the single frame, repeated
+        np.testing.assert_array_equal(pred.values, np.repeat(tokens.values, 3, axis=1))
 
 
 # -- scikit-learn behaviour ----------------------------------------------------------
@@ -260,7 +268,14 @@ def test_pickle_round_trip(Baseline, ds):
 
 @pytest.mark.parametrize("Baseline", BASELINES)
 def test_cross_val_score(Baseline, X, ds):
-    scores = cross_val_score(Baseline(), X, cv=KFold(2))
-    assert scores.shape == (2,) and np.all(np.isfinite(scores))
-    piped = cross_val_score(_tokens_pipe(Baseline()), X, cv=KFold(2))
-    assert piped.shape == (2,) and np.all(np.isfinite(piped))
+    # Each fold's score is that of a clone fitted on the fold's training samples, computed by hand.
+    folds = list(KFold(2).split(X))
+    for est in (Baseline(), _tokens_pipe(Baseline())):
+        scores = cross_val_score(est, X, cv=KFold(2))
+        expected = [clone(est).fit(X.isel(sample=train)).score(X.isel(sample=test)) for train, test in folds]
+        np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    # And the plain baseline's fold scores are the closed-form R² of its prediction.
+    x = X.values.astype(np.float64)
+    for score, (train, test) in zip(cross_val_score(Baseline(), X, cv=KFold(2)), folds):
+        first = x[test][:, :1] if Baseline is PersistenceBaseline else x[train].mean(0, keepdims=True)
+        assert score == pytest.approx(_closed_form_r2(x[test], np.broadcast_to(first, x[test].shape)), rel=1e-5)

@@ -3,6 +3,7 @@ another fit (parameters, data, backbone weights) or of other variables are refus
 
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from skmld import (
 )
 from skmld._trainer import Trainer
 
-PARAMS = {"filters": 2, "dynamics_filters": 2, "horizons": (1, 2), "vae_epochs": 2, "decoupled_epochs": 3,
-          "coupled_epochs": 2, "batch_size": 4, "random_state": 0}
+PARAMS = {"filters": 2, "dynamics_filters": 2, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 3,
+          "coupled_epochs": 1, "batch_size": 4, "random_state": 0}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 600
-        # Kill once the decoupled stage (stage 1) has completed an epoch: mid-stage.
+        # Kill once the decoupled stage (stage 1) has completed an epoch: mid-stage, two epochs to go.
         while (pos := _position(ckpt)) is None or pos[0] < 1:
             assert child.poll() is None, "the fit ended before it could be interrupted"
             assert time.monotonic() < deadline
@@ -63,7 +64,7 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     assert child.returncode == -signal.SIGKILL
     killed_at = _position(ckpt)
     done = len(_checkpoint.load(ckpt)["history"])
-    assert killed_at[:2] < (2, 1), f"killed too late to test resuming: {killed_at}"
+    assert killed_at[:2] < (2, 0), f"killed too late to test resuming: {killed_at}"
 
     resumed = MicroDynamicsEstimator(**PARAMS, checkpoint_dir=str(ckpt)).fit(tokens)
     reference = MicroDynamicsEstimator(**PARAMS).fit(tokens)
@@ -80,9 +81,21 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     np.testing.assert_allclose(resumed.predict(tokens).values, reference.predict(tokens).values, atol=1e-5)
 
 
-def test_checkpoint_of_another_fit_is_refused(tokens, tmp_path):
-    params = {**PARAMS, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 0, "coupled_epochs": 0}
-    MicroDynamicsEstimator(**params, checkpoint_dir=tmp_path).fit(tokens)
+VAE_ONLY = {**PARAMS, "vae_epochs": 1, "decoupled_epochs": 0, "coupled_epochs": 0}
+
+
+@pytest.fixture(scope="module")
+def vae_checkpoint(tokens, tmp_path_factory):
+    """The folder of a finished one-epoch VAE-only fit's checkpoint (tests copy it before changing it)."""
+    folder = tmp_path_factory.mktemp("vae_checkpoint")
+    MicroDynamicsEstimator(**VAE_ONLY, checkpoint_dir=folder).fit(tokens)
+    return folder
+
+
+@pytest.mark.xdist_group("vae_checkpoint")
+def test_checkpoint_of_another_fit_is_refused(tokens, vae_checkpoint, tmp_path):
+    shutil.copytree(vae_checkpoint, tmp_path, dirs_exist_ok=True)
+    params = VAE_ONLY
     assert (tmp_path / "checkpoint.npz").exists() and not (tmp_path / "checkpoint.npz.tmp").exists()
     with pytest.raises(ValueError, match="holds a checkpoint of another fit"):
         MicroDynamicsEstimator(**{**params, "learning_rate": 1e-3}, checkpoint_dir=tmp_path).fit(tokens)
@@ -95,7 +108,7 @@ def test_damaged_checkpoint_is_named(tokens, tmp_path):
 
 
 # -- resuming with a RandomState; refusing another backbone or other variables ---------------
-SHORT = {**PARAMS, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 2, "coupled_epochs": 1}
+SHORT = {**PARAMS, "vae_epochs": 1, "decoupled_epochs": 2, "coupled_epochs": 0}  # interrupted mid-horizon
 
 
 class Interrupted(Exception):
@@ -162,9 +175,10 @@ def test_meso_checkpoint_of_another_backbone_is_refused(micro_pipe, meso_X, tmp_
     MesoDynamicsEstimator(backbone, **params).fit(meso_tokens)  # its own backbone resumes
 
 
-def test_checkpoint_with_other_variables_is_refused_by_name(tokens, tmp_path):
-    params = {**PARAMS, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 0, "coupled_epochs": 0}
-    MicroDynamicsEstimator(**params, checkpoint_dir=tmp_path).fit(tokens)
+@pytest.mark.xdist_group("vae_checkpoint")
+def test_checkpoint_with_other_variables_is_refused_by_name(tokens, vae_checkpoint, tmp_path):
+    shutil.copytree(vae_checkpoint, tmp_path, dirs_exist_ok=True)
+    params = VAE_ONLY
     path = tmp_path / "checkpoint.npz"
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}

@@ -2,27 +2,13 @@
 
 import json
 import math
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from skmld._demo import MODELS, PRESETS, TINY_ENV, format_table, resolve_config
 
-ROOT = Path(__file__).resolve().parents[1]
 PNGS = ("rollout.png", "hotspots.png", "history_micro.png", "history_meso.png")
-
-
-def _run(*args, tiny=True, timeout=600):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
-    env.pop(TINY_ENV, None)
-    if tiny:
-        env[TINY_ENV] = "1"
-    return subprocess.run([sys.executable, "-m", "skmld", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout)
 
 
 def _finite_numbers(obj, where="results"):
@@ -39,10 +25,24 @@ def _finite_numbers(obj, where="results"):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """``python -m skmld demo --quick --quiet`` at the tiny preset, run in this process (``main([...])``)."""
+    import contextlib
+    import io
+    import logging
+
+    from skmld.cli import main
+
     out = tmp_path_factory.mktemp("demo") / "out"
-    result = _run("demo", "--quick", "--quiet", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-4000:]
-    return out, result
+    stdout, stderr = io.StringIO(), io.StringIO()
+    logger, level = logging.getLogger("skmld"), logging.getLogger("skmld").level
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        mp.setenv(TINY_ENV, "1")
+        try:
+            code = main(["demo", "--quick", "--quiet", "--out", str(out)])
+        finally:
+            logger.setLevel(level)  # the demo sets the package's log level for its process
+    assert code == 0, stderr.getvalue()[-4000:]
+    return out, subprocess.CompletedProcess(["skmld", "demo"], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.mark.slow
@@ -79,20 +79,25 @@ def test_demo_runs_end_to_end(demo_run):
     assert "RMSE temperature" in result.stdout and "coverage ±1σ" in result.stdout
 
 
-def test_help_explains_every_option():
-    top = _run("--help", tiny=False)
-    assert top.returncode == 0 and "demo" in top.stdout
-    demo = _run("demo", "--help", tiny=False)
-    assert demo.returncode == 0
+def test_help_explains_every_option(capsys):
+    from skmld.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    demo = capsys.readouterr().out
     for option in ("--quick", "--out", "--verbose", "--seed", "--quiet", "--n-micro", "--n-meso",
                    "--n-meso-test", "--hotspot-threshold"):
-        assert option in demo.stdout, option
-    assert "--tiny" not in demo.stdout  # tests only
+        assert option in demo, option
+    assert "--tiny" not in demo  # tests only
 
 
-def test_bad_demo_option_is_a_usage_error():
-    result = _run("demo", "--n-micro", "0", tiny=False)
-    assert result.returncode == 2 and "usage" in result.stderr
+def test_bad_demo_option_is_a_usage_error(capsys):
+    from skmld.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--n-micro", "0"])
+    assert info.value.code == 2 and "usage" in capsys.readouterr().err
 
 
 def test_resolve_config(monkeypatch):

@@ -1,9 +1,14 @@
 """Fuzzing: malformed field data, tokens, parameters and model files at every public entry point.
 
-Property (see ``tests/_strategies.py``): each call either succeeds with finite
-output (from finite input) or raises one of
-:data:`skmld.exceptions.DOCUMENTED_ERRORS` with a message; never another
-exception type, never NaN from finite input. ``fit`` is fuzzed up to the point
+Property (see ``tests/_strategies.py``): every generated example knows what is
+wrong with it (a dim dropped, NaN in a given field, sample and time step, an
+invalid parameter, a damaged file member ...). A call on an example without a
+flaw it checks must succeed with finite output (from finite input); a call on
+one with such a flaw must raise the flaw's error type, one of
+:data:`skmld.exceptions.DOCUMENTED_ERRORS`, with a message that names the
+problem (the field, dim, parameter, index or member). The wrong error, an
+error about something else, an undocumented exception type, a flawed input
+accepted and NaN from finite input all fail. ``fit`` is fuzzed up to the point
 where it would build its networks, so no network is trained here; the
 predict-side targets use the session's tiny fitted pipelines.
 
@@ -34,7 +39,7 @@ def ctx(micro_pipe, meso_pipe, micro_X, meso_X):
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
-def test_public_call_succeeds_or_raises_a_documented_error(ctx, name):
+def test_public_call_succeeds_or_names_what_is_wrong(ctx, name):
     target = TARGETS[name]
 
     @settings(max_examples=SLOW_EXAMPLES if name in SLOW_TARGETS else EXAMPLES, deadline=None, derandomize=True, database=None,

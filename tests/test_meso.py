@@ -168,9 +168,12 @@ def test_cross_val_and_grid_search_leave_backbone_unchanged(micro_pipe, meso_X):
     before = weights(backbone._networks.models)
     X = as_fields(meso_X).isel(sample=slice(0, 3))
     pipe = Pipeline([("tokens", meso_tokenizer(micro_pipe)), ("meso", MesoDynamicsEstimator(backbone, **MESO))])
-    scores = cross_val_score(pipe, X, cv=KFold(3))
-    assert scores.shape == (3,) and np.isfinite(scores).all()
-    search = GridSearchCV(pipe, {"meso__learning_rate": [1e-3, 1e-4]}, cv=KFold(2), n_jobs=2).fit(X)
+    scores = cross_val_score(pipe, X, cv=KFold(2))  # in this process: the backbone itself, not a copy
+    assert np.isfinite(scores).all()
+    lr = pipe.get_params()["meso__learning_rate"]
+    search = GridSearchCV(pipe, {"meso__learning_rate": [lr, lr / 10]}, cv=KFold(2), n_jobs=2).fit(X)
+    # The workers' folds at the pipeline's own learning rate score as the folds fitted here.
+    np.testing.assert_allclose([search.cv_results_[f"split{i}_test_score"][0] for i in range(2)], scores, rtol=1e-5)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_["meso"].backbone is backbone  # refit in this process, same backbone
     assert_weights_equal(weights(backbone._networks.models), before)

@@ -1,13 +1,13 @@
-"""MicroDynamicsEstimator: layouts, learning, curriculum, frozen parts, sklearn rules, pickling."""
+"""MicroDynamicsEstimator: layouts, learning, curriculum, frozen parts, sklearn rules, pickling.
 
-import pickle
+Its predict side (rollouts, draws, encode/decode, score) is tested in test_prediction.py and test_rollout.py."""
+
 
 import numpy as np
 import pytest
 import xarray as xr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as ec
 
@@ -46,91 +46,12 @@ def test_predict_tokens_layout(micro_pipe, micro_X):
     assert np.isfinite(pred.values).all()
 
 
-def test_predict_beyond_data_extends_time(micro_pipe, micro_X):
-    tokens = micro_pipe["tokens"].transform(micro_X)
-    pred = micro_pipe["micro"].predict(tokens, n_steps=7)
-    t = tokens["time"].values
-    assert pred.sizes["time"] == 8
-    np.testing.assert_allclose(pred["time"].values, t[0] + (t[1] - t[0]) * np.arange(8))
-
-
-def test_return_std(micro_pipe, micro_X):
-    tokens = micro_pipe["tokens"].transform(micro_X)
-    mean, std = micro_pipe["micro"].predict(tokens, return_std=True, n_draws=4)
-    np.testing.assert_array_equal(mean.values, micro_pipe["micro"].predict(tokens).values)
-    assert std.shape == mean.shape and (std.values >= 0).all() and (std.values > 0).any()
-
-
-def test_trajectory_ensemble_matches_a_straightforward_computation(micro_pipe, micro_X):
-    """The compiled ensemble equals carrying each member through the dynamics by hand with the same keyed noise."""
-    import tensorflow as tf
-
-    est = micro_pipe["micro"]
-    x, _ = est._check_predict_input(micro_pipe["tokens"].transform(micro_X))
-    x0, n_steps, n_draws, seed = x[:5, 0], 2, 7, 123
-    mean, std, draws = est._rollout_block(x0, n_steps, n_draws, seed, keep_draws=True)
-    assert draws.shape == (5, n_draws, n_steps + 1) + x0.shape[1:]
-
-    nets, stepper, ratio = est._networks, est._networks.stepper(), est._time_ratio
-    zm, zv = nets.encode(tf.constant(np.tile(x0, (n_draws, 1, 1, 1))))
-    zv = tf.minimum(zv, 0.0)  # capped at the prior's log-variance
-
-    def noise(counter):
-        return tf.random.stateless_normal(tf.shape(zm), seed=[seed, counter])
-
-    lo, hi = est._latent_limits()  # every stepped state within the training latents' range
-
-    z = zm + tf.exp(0.5 * zv) * noise(0)
-    for s in range(n_steps + 1):
-        for k in range(ratio if s else 0):
-            m, zv = stepper(z, zv)
-            zv = tf.minimum(zv, 0.0)
-            z = tf.clip_by_value(m, lo, hi) + tf.exp(0.5 * zv) * noise(s * ratio + k + 1)
-        members = np.asarray(nets.decode(z)).reshape((n_draws, 5) + x0.shape[1:])
-        np.testing.assert_allclose(draws[:, :, s], members.swapaxes(0, 1), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(mean[:, s], members.mean(axis=0), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(std[:, s] ** 2, members.var(axis=0, ddof=1), rtol=1e-3, atol=1e-6)
-    # Members drift apart: the spread after the steps exceeds the initial frame's. (Not with the
-    # bound: this tiny model's stepped means leave the training range, where it holds them together.)
-    free = pickle.loads(pickle.dumps(est)).set_params(latent_margin=None)
-    std = free._rollout_block(x0, n_steps, n_draws, seed)[1]
-    assert std[:, -1].mean() > std[:, 0].mean()
-
-
-def test_predict_draws_layout_and_bounds(micro_pipe, micro_X):
-    tokens = micro_pipe["tokens"].transform(micro_X)
-    est = micro_pipe["micro"]
-    draws = est.predict_draws(tokens, n_steps=3, n_draws=3)
-    assert draws.dims == ("draw",) + tokens.dims and draws.sizes["draw"] == 3
-    assert draws.attrs == tokens.attrs
-    # The solid fraction declares [0, 1] and temperature >= its initial 300 K (valid_min/valid_max);
-    # pressure is unbounded. Members stay inside, in scaled units too.
-    assert est.bounds_ == {"temperature": (300.0, None), "pressure": (None, None), "microstructure": (0.0, 1.0)}
-    lo, hi = est.ranges_["microstructure"]
-    mu = draws.sel(field="microstructure").values * (hi - lo) + lo
-    assert mu.min() >= -1e-6 and mu.max() <= 1 + 1e-6
-    lo, hi = est.ranges_["temperature"]
-    assert (draws.sel(field="temperature").values * (hi - lo) + lo).min() >= 300.0 - 1e-3 * (hi - lo)
-    with pytest.raises(ValueError, match="n_draws"):
-        est.predict_draws(tokens, n_draws=1)
-
-
-def test_encode_decode_layout(micro_pipe, micro_X):
-    est, tokens = micro_pipe["micro"], micro_pipe["tokens"].transform(micro_X)
-    z = est.encode(tokens)
-    assert z["z_mean"].dims == ("sample", "time", "field", "channel", "token_y", "token_x", "latent_y", "latent_x")
-    assert z["z_mean"].shape[3:] == (est.latent_shape_[2], 1, 2, 4, 4)
-    decoded = est.decode(z)
-    assert decoded.dims == tokens.dims and decoded.shape == tokens.shape
-    # The rollout's first frame is the decoded encoding of the first input frame.
-    np.testing.assert_allclose(decoded.isel(time=0).values, est.predict(tokens).isel(time=0).values, atol=1e-5)
-
-
 def test_plain_fields_one_token_per_sample(micro_X):
     tokens = PatchTokenizer().fit_transform(micro_X)
     plain = xr.DataArray(tokens.isel(token_y=0, token_x=0).values, dims=("sample", "time", "field", "y", "x"),
                          coords={"sample": tokens["sample"], "time": tokens["time"], "field": tokens["field"]})
-    est = MicroDynamicsEstimator(**{**TINY, "validation_fraction": 0.34}).fit(plain)
+    # A VAE and a dynamics stage, each validated; the decoupled stage would add nothing here.
+    est = MicroDynamicsEstimator(**{**TINY, "decoupled_epochs": 0, "validation_fraction": 0.34}).fit(plain)
     assert all("val_loss" in r and np.isfinite(r["val_loss"]) for r in est.history_)
     pred = est.predict(plain)
     assert pred.dims == ("sample", "time", "field", "y", "x") and pred.shape == plain.shape
@@ -145,19 +66,26 @@ def test_plain_fields_one_token_per_sample(micro_X):
 # -- learning ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recorded_fit(micro_X, monkeypatch_module):
-    """A fit over two horizons, with a snapshot of every network at the start of each dynamics horizon."""
-    snapshots = []
-    original = _engine.make_dynamics_step
+    """A fit over two horizons, with a snapshot of every network at the start and at the end of each dynamics horizon."""
+    from skmld._trainer import Trainer
+
+    snapshots, ends = [], []
+    original, run_horizon = _engine.make_dynamics_step, Trainer.run_horizon
 
     def recording(nets, **kwargs):
         snapshots.append((kwargs["coupled"], kwargs["horizon"], weights(nets.models)))
         return original(nets, **kwargs)
 
+    def run_and_record(self, index, stage, h_index, *args, **kwargs):
+        run_horizon(self, index, stage, h_index, *args, **kwargs)
+        ends.append((stage.name, stage.horizons[h_index], weights(self.estimator._networks.models)))
+
     monkeypatch_module.setattr(_engine, "make_dynamics_step", recording)
+    monkeypatch_module.setattr(Trainer, "run_horizon", run_and_record)
     est = MicroDynamicsEstimator(**LEARNING)
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
     monkeypatch_module.undo()
-    return pipe, snapshots
+    return pipe, snapshots, ends
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +95,7 @@ def monkeypatch_module():
     mp.undo()
 
 
+@pytest.mark.xdist_group("micro_recorded_fit")
 def test_each_stage_reduces_training_loss(recorded_fit):
     history = recorded_fit[0]["micro"].history_
     runs = {}
@@ -177,8 +106,9 @@ def test_each_stage_reduces_training_loss(recorded_fit):
         assert losses[-1] < losses[0], f"{key}: loss went from {losses[0]} to {losses[-1]}"
 
 
+@pytest.mark.xdist_group("micro_recorded_fit")
 def test_frozen_parts_stay_frozen(recorded_fit):
-    pipe, snapshots = recorded_fit
+    pipe, snapshots, _ = recorded_fit
     final = weights(pipe["micro"]._networks.models)
     vae = [k for k in final if k.startswith(("encoder", "decoder"))]
     decoupled = [k for k in final if k.startswith("decoupled")]
@@ -192,16 +122,18 @@ def test_frozen_parts_stay_frozen(recorded_fit):
     assert any(not np.array_equal(a, b) for a, b in zip(first_coupled["coupled_mean"], final["coupled_mean"]))
 
 
-def test_curriculum_warm_starts(recorded_fit, micro_X):
-    """Horizon 2 starts from the weights horizon 1 ended with (same seed, fit stopped after horizon 1)."""
-    _, snapshots = recorded_fit
+@pytest.mark.xdist_group("micro_recorded_fit")
+def test_curriculum_warm_starts(recorded_fit):
+    """Horizon 2 starts from the weights horizon 1 ended with, not from fresh ones."""
+    _, snapshots, ends = recorded_fit
     start_h2 = next(s for c, h, s in snapshots if not c and h == 2)
-    est = MicroDynamicsEstimator(**{**LEARNING, "decoupled_epochs": (4, 0), "coupled_epochs": 0})
-    Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
-    after_h1 = weights(est._networks.models)
-    for k in after_h1:
-        if k.startswith("decoupled"):
-            assert_same(start_h2[k], after_h1[k])
+    after_h1 = next(s for name, h, s in ends if name == "decoupled" and h == 1)
+    start_h1 = next(s for c, h, s in snapshots if not c and h == 1)
+    decoupled = [k for k in after_h1 if k.startswith("decoupled")]
+    for k in decoupled:
+        assert_same(start_h2[k], after_h1[k])
+    # ... and horizon 1 did train them, so the equality is not that of untouched weights.
+    assert any(not np.array_equal(a, b) for k in decoupled for a, b in zip(start_h1[k], after_h1[k]))
 
 
 def test_reproducible_with_random_state(micro_pipe, micro_X):
@@ -216,13 +148,6 @@ def test_clone_is_unfitted_with_equal_params(micro_pipe):
     assert est.get_params() == micro_pipe["micro"].get_params()
     with pytest.raises(NotFittedError):
         est.predict(None)
-
-
-def test_pipeline_cross_val_score(micro_X):
-    X = as_fields(micro_X)  # splitters need the DataArray form
-    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", MicroDynamicsEstimator(**TINY))])
-    scores = cross_val_score(pipe, X, cv=KFold(2))
-    assert scores.shape == (2,) and np.isfinite(scores).all()
 
 
 # sklearn's estimator checks that apply to a non-tabular, self-supervised estimator.
@@ -318,34 +243,84 @@ def test_restore_on_divergence_retries_with_halved_rate(micro_pipe, micro_X, cap
     assert len(retries) == 3 and "learning rate 5e+29" in retries[0] and "1.25e+29" in retries[2]
 
 
-def test_mixed_bfloat16_on_cpu(micro_X):
+# bfloat16 keeps 8 significant bits (a relative rounding of 2**-9 per operation): a bf16 fit of the same
+# model on the same data tracks the float32 one to about a percent, and differs from it.
+BF16_RTOL = 1e-2
+
+
+def test_mixed_bfloat16_on_cpu(micro_pipe, micro_X):
+    # The float32 twin is the session's micro_pipe: the same parameters, data and seed.
     est = MicroDynamicsEstimator(**{**TINY, "precision": "mixed_bfloat16", "device": "cpu"})
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
     # The first layer after the (float32) standardisation is the first convolution.
     conv = next(layer for layer in est._networks.models["encoder/temperature"].layers if "conv" in layer.name)
     assert conv.compute_dtype == "bfloat16"
+    losses = [r["loss"] for r in est.history_]
+    reference = [r["loss"] for r in micro_pipe["micro"].history_]
+    np.testing.assert_allclose(losses, reference, rtol=BF16_RTOL)
+    assert losses != reference  # computed in bfloat16, not float32
     pred = pipe.predict(micro_X)
-    assert pred.dtype == np.float32 and np.isfinite(pred.values).all()
+    assert pred.dtype == np.float32
+    # Scaled fields lie in [0, 1]: a percent of that range.
+    np.testing.assert_allclose(pred.values, micro_pipe.predict(micro_X).values, rtol=0, atol=BF16_RTOL)
 
 
-def test_xla_training_step_and_rollout(micro_X):
-    est = MicroDynamicsEstimator(**{**TINY, "coupled_epochs": 0, "jit_compile": True})
+# XLA compiles each training step for tens of seconds: the VAE step (with the rollouts) and the
+# dynamics step are compiled in two tests, which can run side by side.
+def test_xla_vae_training_step_and_rollout(micro_X):
+    est = MicroDynamicsEstimator(**{**TINY, "decoupled_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+    assert [r["stage"] for r in est.history_] == ["vae"] and np.isfinite(est.history_[0]["loss"])
     mean, std = pipe["micro"].predict(pipe["tokens"].transform(micro_X), n_steps=5, return_std=True, n_draws=2)
     assert mean.sizes["time"] == 6 and np.isfinite(mean.values).all() and (std.values > 0).any()
 
 
+def test_xla_dynamics_training_step(micro_X):
+    est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
+    with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch
+        est.fit(PatchTokenizer(patch_size=32).fit_transform(micro_X))
+    assert [r["stage"] for r in est.history_] == ["decoupled"] and np.isfinite(est.history_[0]["loss"])
+
+
+def _xla_compiles_bf16_unet_gradients() -> bool:
+    """Whether XLA on this device compiles the gradients of a mixed-bfloat16 U-Net (the dynamics networks)."""
+    import keras
+    import tensorflow as tf
+
+    from skmld.nn.dynamics import build_unet
+
+    net = build_unet(4, 4, 2, dtype=keras.DTypePolicy("mixed_bfloat16"), name="probe")
+
+    @tf.function(jit_compile=True)
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(net(x, training=True), tf.float32))
+        return tape.gradient(loss, net.trainable_variables)
+
+    try:
+        gradients(tf.ones((1, 4, 4, 4)))
+    except tf.errors.InternalError as e:
+        if "mixed precision is disallowed" in str(e):
+            return False
+        raise
+    return True
+
+
 def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
-    # XLA's CPU backend (TensorFlow 2.21) cannot compile the U-Nets' bf16 max-pool gradients:
-    # the fit must then say which parameters to change, not fail with an XLA dump.
+    # XLA's CPU backend (TensorFlow 2.21) cannot compile the U-Nets' bf16 max-pool gradients: where a
+    # probe of that op fails, the fit must say which parameters to change, not fail with an XLA dump;
+    # where it compiles, the fit must succeed.
     est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "precision": "mixed_bfloat16", "jit_compile": True})
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)])
-    try:
-        pipe.fit(micro_X)
-    except ValueError as e:
-        assert "jit_compile=False" in str(e) and "decoupled" in str(e)
-    else:
+    if _xla_compiles_bf16_unet_gradients():
+        with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch
+            pipe.fit(micro_X)
+        assert [r["stage"] for r in est.history_] == ["decoupled", "coupled"]
         assert np.isfinite(pipe.predict(micro_X).values).all()
+    else:
+        with pytest.raises(ValueError, match=r"jit_compile=True with precision='mixed_bfloat16'.* decoupled "
+                                             r"training step .*MaxPoolGrad.*Use jit_compile=False"):
+            pipe.fit(micro_X)
 
 
 def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch):
@@ -370,20 +345,6 @@ def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch
     assert [(r["stage"], r["epoch"]) for r in chunked.history_] == [(r["stage"], r["epoch"]) for r in whole.history_]
     for a, b in zip(whole.history_, chunked.history_):
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, err_msg=f"{a['stage']} epoch {a['epoch']}")
-
-
-# -- per-field evaluation ----------------------------------------------------------------
-def test_score_is_the_mean_of_per_field_r2_of_the_rollout(micro_pipe, micro_X):
-    from skmld.metrics import r2_per_field
-
-    tokens = micro_pipe["tokens"].transform(micro_X)
-    est = micro_pipe["micro"]
-    per_field = est.score_per_field(tokens)
-    expected = r2_per_field(tokens.isel(time=slice(1, None)), est.predict(tokens).isel(time=slice(1, None)))
-    assert list(per_field) == est.fields_
-    np.testing.assert_allclose([per_field[f] for f in est.fields_], expected.sel(field=est.fields_).values,
-                               rtol=1e-6, atol=1e-9)
-    assert est.score(tokens) == pytest.approx(np.mean(list(per_field.values())))
 
 
 def test_history_has_every_vae_term_per_field_and_channel(micro_pipe):

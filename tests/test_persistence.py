@@ -3,6 +3,7 @@
 import io
 import json
 import pickle
+import warnings
 import zipfile
 
 import keras
@@ -20,6 +21,9 @@ from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer,
 from skmld.calibration import CalibratedDynamics
 from skmld.datasets import make_pore_collapse
 
+# One xdist worker: the module's fitted models are built once.
+pytestmark = pytest.mark.xdist_group("persistence")
+
 TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), batch_size=4, random_state=0)
 # A network is its Keras config and its weights.
 NETWORK = "root/steps/1/models/coupled_mean.json"
@@ -28,48 +32,47 @@ WEIGHTS = "root/steps/1/models/coupled_mean.npz"
 
 # ----------------------------------------------------------------------- fixtures
 class _Fitted(dict):
-    """Models fitted on first use, once per module (each fit takes seconds)."""
+    """Models fitted on first use, once per module; the micro and meso pipelines are the session's (tests/conftest.py).
+
+    What is saved and loaded here is plumbing, not skill: the models of this
+    module train for zero or one epoch.
+    """
+
+    def __init__(self, request):
+        super().__init__()
+        self.request = request
 
     def __missing__(self, key):
-        if key in ("micro_X", "micro"):
-            X = make_pore_collapse("micro", 3, shape=(32, 32), n_steps=3, random_state=0)
-            self["micro_X"] = X
-            self["micro"] = Pipeline([
-                ("tokens", PatchTokenizer()),
-                ("micro", MicroDynamicsEstimator(vae_epochs=1, decoupled_epochs=1, coupled_epochs=1, **TINY)),
-            ]).fit(X)
-        elif key in ("meso_X", "meso", "meso_tokens"):
-            micro = self["micro"]
-            X = make_pore_collapse("meso", 1, shape=(64, 64), n_steps=3, random_state=1)
-            tokens = PatchTokenizer(patch_size=micro["tokens"].token_shape_, ranges=micro["tokens"].ranges_)
-            self["meso_X"] = X
-            self["meso"] = Pipeline([
-                ("tokens", tokens),
-                ("meso", MesoDynamicsEstimator(micro["micro"], epochs=1, horizons=(1,), random_state=0)),
-            ]).fit(X)
-            self["meso_tokens"] = self["meso"]["tokens"].transform(X)
+        shared = {"micro_X": "micro_X", "micro": "micro_pipe", "meso_X": "meso_X", "meso": "meso_pipe"}
+        if key in shared:
+            self[key] = self.request.getfixturevalue(shared[key])
+        elif key == "meso_tokens":
+            self["meso_tokens"] = self["meso"]["tokens"].transform(self["meso_X"])
         elif key in ("cal", "cal_X"):
             micro = self["micro"]
-            X = make_pore_collapse("micro", 2, shape=(32, 32), n_steps=3, random_state=5)  # held out
+            X = make_pore_collapse("micro", 2, shape=(32, 64), n_steps=3, random_state=5)  # held out
             cal = CalibratedDynamics(micro["micro"], cv="prefit", n_draws=2).fit(micro["tokens"].transform(X))
             self["cal_X"] = X
             self["cal"] = Pipeline([("tokens", micro["tokens"]), ("meso", cal)])
         elif key == "cal_cv":
             tokens = self["micro"]["tokens"].transform(self["micro_X"])
-            unfitted = MicroDynamicsEstimator(vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, **TINY)
-            self["cal_cv"] = CalibratedDynamics(unfitted, cv=2, n_draws=2).fit(tokens)
+            untrained = MicroDynamicsEstimator(vae_epochs=0, decoupled_epochs=0, coupled_epochs=0, **TINY)
+            with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch: named as not learnt
+                self["cal_cv"] = CalibratedDynamics(untrained, cv=2, n_draws=2).fit(tokens)
         elif key == "scratch":
-            self["scratch"] = MesoDynamicsEstimator(vae_epochs=1, decoupled_epochs=1, epochs=1, **TINY).fit(
-                self["meso_tokens"])
+            scratch = MesoDynamicsEstimator(vae_epochs=1, decoupled_epochs=0, epochs=0, **TINY)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a one-epoch VAE may be named as not learnt
+                self["scratch"] = scratch.fit(self["meso_tokens"])
         else:
             raise KeyError(key)
         return self[key]
 
 
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(request):
     """Micro and meso pipelines and a from-scratch meso estimator, each fitted once when first used."""
-    return _Fitted()
+    return _Fitted(request)
 
 
 @pytest.fixture(scope="module")
