@@ -65,7 +65,7 @@ def work(out: Path, verbose: bool = False) -> None:
     X = make_pore_collapse("micro", 3, shape=(32, 64), n_steps=4, random_state=0)
     tokens = PatchTokenizer(patch_size=32).fit_transform(X)
     est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, dropout=0.0, horizons=(1,), vae_epochs=1,
-                                 decoupled_epochs=1, coupled_epochs=1, batch_size=4, random_state=0,
+                                 decoupled_epochs=0, coupled_epochs=1, batch_size=4, random_state=0,
                                  distribute=strategy, verbose=int(verbose)).fit(tokens)
     pred = est.predict(tokens)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ def _position(directory):
         return None
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     ckpt = tmp_path / "ckpt"
     (tmp_path / "tokens.pkl").write_bytes(pickle.dumps(tokens))
@@ -84,11 +85,11 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
 VAE_ONLY = {**PARAMS, "vae_epochs": 1, "decoupled_epochs": 0, "coupled_epochs": 0}
 
 
-@pytest.fixture(scope="module")
-def vae_checkpoint(tokens, tmp_path_factory):
+@pytest.fixture(scope="session")  # session: kept while the worker runs other modules' tests in between
+def vae_checkpoint(micro_X, tmp_path_factory):
     """The folder of a finished one-epoch VAE-only fit's checkpoint (tests copy it before changing it)."""
     folder = tmp_path_factory.mktemp("vae_checkpoint")
-    MicroDynamicsEstimator(**VAE_ONLY, checkpoint_dir=folder).fit(tokens)
+    MicroDynamicsEstimator(**VAE_ONLY, checkpoint_dir=folder).fit(PatchTokenizer(patch_size=32).fit_transform(micro_X))
     return folder
 
 

@@ -69,20 +69,20 @@ class _Fitted(dict):
         return self[key]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: kept while the worker runs other modules' tests in between
 def fitted(request):
     """Micro and meso pipelines and a from-scratch meso estimator, each fitted once when first used."""
     return _Fitted(request)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def micro_file(fitted, tmp_path_factory):
     path = tmp_path_factory.mktemp("files") / "micro.skmld"
     persistence.save(fitted["micro"], path)
     return path.read_bytes()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cal_file(fitted, tmp_path_factory):
     path = tmp_path_factory.mktemp("files") / "cal.skmld"
     persistence.save(fitted["cal"], path)
