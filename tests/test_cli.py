@@ -12,7 +12,6 @@ from skmld.cli import main
 from skmld.datasets import make_pore_collapse
 
 
-
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_simulate_writes_readable_file(tmp_path, suffix, capsys):
     out = tmp_path / f"micro{suffix}"

@@ -2,7 +2,6 @@
 
 Its predict side (rollouts, draws, encode/decode, score) is tested in test_prediction.py and test_rollout.py."""
 
-
 import numpy as np
 import pytest
 import xarray as xr
