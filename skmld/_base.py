@@ -284,7 +284,9 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
     def _field_stats(self, x, train_rows) -> dict:
         """Mean and variance of each field (scaled, as the networks see it) over the training rows."""
         total, total_sq, n = 0.0, 0.0, 0
-        for sl in _engine.batches(len(train_rows), 32):
+        # Blocks of about GROUP_BYTES in float64, as the training data is read: memory bounded, not ∝ data.
+        rows_per_block = max(1, _data.GROUP_BYTES // (int(np.prod(x.shape[1:])) * 8))
+        for sl in _engine.batches(len(train_rows), rows_per_block):
             block = np.asarray(_compute(x[train_rows[sl]])[0], np.float64)
             total = total + block.sum(axis=(0, 1, 2, 3))
             total_sq = total_sq + np.square(block).sum(axis=(0, 1, 2, 3))

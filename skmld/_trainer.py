@@ -281,15 +281,29 @@ class Trainer:
         """
         est = self.estimator
         rng = np.random.default_rng(0)
-        T = x.shape[1]
+        T, rows = x.shape[1], np.asarray(rows)
         frames = np.sort(rng.choice(len(rows) * T, size=min(max_frames, len(rows) * T), replace=False))
-        block = np.stack([_data.load(x, int(r), int(r) + 1)[0, t] for r, t in
-                          zip(np.asarray(rows)[frames // T], frames % T)]).astype(np.float32)
-        with est._device_scope():
-            zm, _ = _engine.encode_all(est._networks, block[:, None], max(est.batch_size, 16), est.jit_compile)
-            rec = _engine.decode_all(est._networks, zm, max(est.batch_size, 16), est.jit_compile)[:, 0]
-        rmse = np.sqrt(np.mean((rec.astype(np.float64) - block) ** 2, axis=(0, 1, 2)))
-        std = block.astype(np.float64).std(axis=(0, 1, 2))
+        size = max(est.batch_size, 16)
+        # Per field, in float64: squared error, and sum and sum of squares about the first pixel's value
+        # (a constant field gives exactly 0), accumulated a batch of frames at a time: memory bounded
+        # by a batch, not by max_frames; each sample read once per batch.
+        sse = total = squares = 0.0
+        shift = None
+        for sl in _engine.batches(len(frames), size):
+            chosen = frames[sl]
+            samples = {r: _data.load(x, int(rows[r]), int(rows[r]) + 1)[0] for r in np.unique(chosen // T)}
+            block = np.stack([samples[r][t] for r, t in zip(chosen // T, chosen % T)]).astype(np.float32)
+            with est._device_scope():
+                zm, _ = _engine.encode_all(est._networks, block[:, None], size, est.jit_compile)
+                rec = _engine.decode_all(est._networks, zm, size, est.jit_compile)[:, 0]
+            shift = block[0, 0, 0].astype(np.float64) if shift is None else shift
+            centred = block - shift
+            sse = sse + np.square(rec - block, dtype=np.float64).sum(axis=(0, 1, 2))
+            total = total + centred.sum(axis=(0, 1, 2))
+            squares = squares + np.square(centred).sum(axis=(0, 1, 2))
+        n = len(frames) * np.prod(x.shape[2:-1])
+        rmse = np.sqrt(sse / n)
+        std = np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0.0))
         est.reconstruction_rmse_ratio_ = {f: float(r / s) if s > 0 else float(r > 0)
                                           for f, r, s in zip(est.fields_, rmse, std)}
         bad = {f: r for f, r in est.reconstruction_rmse_ratio_.items() if r > self.collapse_ratio}

@@ -97,3 +97,25 @@ def test_nan_epoch_raises_with_the_weights_before_it(tokens, monkeypatch):
     for a, b in zip(trainers[0].calls[0], after):
         np.testing.assert_array_equal(a, b)
     assert trainers[0].divergences == [] and est.history_ == []
+
+
+@pytest.mark.filterwarnings("ignore:After the VAE stage")  # the shared tiny model's VAE has learnt little
+@pytest.mark.parametrize("max_frames", [5, 1000])
+def test_reconstruction_ratio_is_rmse_over_std_of_the_chosen_frames(micro_pipe, micro_X, max_frames):
+    """Batch-by-batch sums give each field's RMSE over its std on the same frames, done by hand in one go."""
+    est = micro_pipe["micro"]
+    x, _ = est._to_arrays(micro_pipe["tokens"].transform(micro_X), min_times=2)
+    rows = np.arange(1, x.shape[0])  # not the first row: frames index into ``rows``
+    saved = est.reconstruction_rmse_ratio_
+    try:
+        Trainer(est).check_reconstruction(x, rows, max_frames=max_frames)
+        got = est.reconstruction_rmse_ratio_
+    finally:
+        est.reconstruction_rmse_ratio_ = saved
+    T = x.shape[1]
+    frames = np.sort(np.random.default_rng(0).choice(len(rows) * T, size=min(max_frames, len(rows) * T),
+                                                     replace=False))
+    block = np.asarray(x)[rows[frames // T], frames % T].astype(np.float64)
+    decoded = est._networks.decode(est._networks.encode(tf.constant(block, tf.float32))[0]).numpy()
+    expected = np.sqrt(np.mean((decoded - block) ** 2, axis=(0, 1, 2))) / block.std(axis=(0, 1, 2))
+    np.testing.assert_allclose([got[f] for f in est.fields_], expected, rtol=1e-4)

@@ -62,8 +62,10 @@ def _evaluate(name, truth, pred, std, threshold) -> dict:
     return out
 
 
-def _probabilistic(tokenizer, calibrated, data, tokens, draws) -> tuple[dict, dict]:
+def _probabilistic(tokenizer, calibrated, data, mean_t, draws) -> tuple[dict, dict]:
     """Coverage, spread–skill and CRPS of the transfer model's ensemble ``draws`` of ``data``, calibrated or not.
+
+    ``mean_t`` is the model's mean rollout of ``data``, in tokens.
 
     Also the CRPS of a zero-spread prediction. Returns the per-field summary and
     the score Datasets (for the plots).
@@ -73,7 +75,6 @@ def _probabilistic(tokenizer, calibrated, data, tokens, draws) -> tuple[dict, di
     from skmld.metrics import probabilistic_scores
 
     truth = _after_first(data)
-    mean_t = calibrated.estimator_.predict(tokens)
     mean = _after_first(tokenizer.inverse_transform(mean_t))
     spreads = {"uncalibrated": (draws.std("draw", ddof=1), draws),
                "calibrated": (calibrated.calibrated_std(draws.std("draw", ddof=1)),
