@@ -1,4 +1,4 @@
-"""skmld's own exceptions."""
+"""skmld's own exceptions and warnings."""
 
 
 class SkmldError(Exception):
@@ -22,6 +22,16 @@ class DivergenceError(SkmldError, FloatingPointError):
             f"{term!r} is {value}. The weights of the last good epoch were kept; lower the "
             "learning_rate, or pass on_divergence='restore' to retry with a halved rate."
         )
+
+
+class UnitsWarning(UserWarning):
+    """Field values that cannot be in their declared units, e.g. a temperature in K within [0, 1].
+
+    Issued by :func:`skmld.open_fields` and
+    :func:`skmld.datasets.from_reference_arrays`; silence it with
+    ``warnings.simplefilter("ignore", UnitsWarning)`` once the data are known
+    to be right.
+    """
 
 
 def _documented_errors() -> tuple[type[BaseException], ...]:
@@ -50,3 +60,4 @@ def _documented_errors() -> tuple[type[BaseException], ...]:
 #:
 #: ``tests/test_fuzz.py`` checks this property on generated malformed input.
 DOCUMENTED_ERRORS: tuple[type[BaseException], ...] = _documented_errors()
+

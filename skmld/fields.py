@@ -8,15 +8,14 @@ units"), so they survive selection and concatenation; :func:`to_dataset` turns
 them back into each variable's ``units`` attribute.
 
 Nothing here imports TensorFlow, and nothing loads dask-backed data except the
-small per-(sample, time, field) reductions of :func:`validate_fields`.
+small per-(sample, time, field) reductions of :func:`validate_fields`. Files are
+read and written by :func:`open_fields` and :func:`write_fields` (module
+``skmld._files``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Hashable, Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,7 +32,6 @@ SPATIAL_DIMS: tuple[str, ...] = ("y", "x")
 
 # Relative tolerance on the time step: the dynamics models assume a fixed step.
 _TIME_RTOL = 1e-6
-_SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr"}
 
 
 def is_lazy(a) -> bool:
@@ -345,102 +343,5 @@ def validate_fields(obj: xr.Dataset | xr.DataArray, *, name: str = "X") -> xr.Da
     return as_fields(obj)
 
 
-def _format(path: Path) -> str:
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"Cannot tell the format of {str(path)!r} from its suffix {path.suffix!r}; "
-                         f"use one of {sorted(_SUFFIXES)}.")
-    return fmt
-
-
-def _zarr_consolidated(path: Path) -> bool | None:
-    """Whether a Zarr store has consolidated metadata (None: let xarray find out)."""
-    if (path / ".zmetadata").exists():
-        return True
-    meta = path / "zarr.json"
-    if meta.exists():
-        return json.loads(meta.read_text()).get("consolidated_metadata") is not None
-    return None
-
-
-def open_fields(path: str | os.PathLike, *, chunks: Mapping[str, int] | str | None = "auto",
-                **kwargs: Any) -> xr.DataArray:
-    """Open a NetCDF (``.nc``) or Zarr (``.zarr``) field dataset lazily.
-
-    Parameters
-    ----------
-    path : str or path-like
-        File (``.nc``, ``.nc4``, read with h5netcdf) or Zarr store (``.zarr``).
-    chunks : mapping, str or None, default="auto"
-        ``"auto"`` makes one dask chunk per sample (whole time series and
-        grid), the unit that training windows read. Any other value is passed
-        to :func:`xarray.open_dataset`; ``None`` loads numpy arrays.
-    **kwargs
-        Passed to :func:`xarray.open_dataset`.
-
-    Returns
-    -------
-    xarray.DataArray
-        Canonical field DataArray (see :func:`as_fields`), dask-backed unless
-        ``chunks=None``.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib, numpy as np, xarray as xr
-    >>> ds = xr.Dataset({"pressure": (("sample", "time", "y", "x"), np.ones((2, 2, 3, 3)),
-    ...                               {"units": "GPa"})})
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fields.nc"
-    >>> write_fields(ds, path)
-    >>> da = open_fields(path)
-    >>> da.chunks[0], da["units"].values.tolist()
-    ((1, 1), ['GPa'])
-    """
-    path = Path(path)
-    fmt = _format(path)
-    if isinstance(chunks, str) and chunks == "auto":
-        chunks = {"sample": 1}
-    if fmt == "zarr":
-        kwargs.setdefault("consolidated", _zarr_consolidated(path))
-    return as_fields(xr.open_dataset(path, engine="h5netcdf" if fmt == "netcdf" else "zarr", chunks=chunks, **kwargs))
-
-
-def write_fields(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Write field data as a Dataset (one variable per field, ``units`` attrs).
-
-    Parameters
-    ----------
-    obj : xarray.Dataset or xarray.DataArray
-        Field data, see :func:`as_fields`.
-    path : str or path-like
-        ``.nc``/``.nc4`` writes NetCDF4 with h5netcdf; ``.zarr`` writes (and
-        overwrites) a Zarr store.
-    **kwargs
-        Passed to :meth:`xarray.Dataset.to_netcdf` or :meth:`xarray.Dataset.to_zarr`.
-
-    Raises
-    ------
-    ValueError
-        If the suffix is not one of the above.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib, numpy as np, xarray as xr
-    >>> ds = xr.Dataset({"pressure": (("sample", "time", "y", "x"), np.ones((1, 2, 3, 3)))})
-    >>> write_fields(ds, pathlib.Path(tempfile.mkdtemp()) / "fields.zarr")
-    """
-    path = Path(path)
-    fmt = _format(path)
-    ds = to_dataset(obj)
-    if fmt == "netcdf":
-        ds.to_netcdf(path, engine="h5netcdf", **kwargs)
-    else:
-        kwargs.setdefault("mode", "w")
-        # Metadata consolidation is not part of Zarr format 3; skip it (and its warning).
-        kwargs.setdefault("consolidated", False)
-        if "encoding" not in kwargs and not any(v.chunks for v in ds.data_vars.values()):
-            # Store one chunk per sample, the unit open_fields reads.
-            try:
-                ds = ds.chunk({"sample": 1})
-            except ImportError:  # no dask: one chunk per variable
-                pass
-        ds.to_zarr(path, **kwargs)
+# File I/O lives in skmld._files, which needs the functions above.
+from skmld._files import open_fields, write_fields  # noqa: E402

@@ -1,6 +1,8 @@
 """Tests of the field data model (skmld.fields) and the reference-array reader."""
 
 
+import warnings
+
 import dask.array as dsa
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skmld._files import netcdf_engine
 from skmld.datasets import from_reference_arrays
 from skmld.fields import (
     FIELD_DIMS,
@@ -26,6 +29,8 @@ def make_dataset(n_samples=2, n_times=3, ny=4, nx=5, fields=tuple(UNITS), seed=0
     data_vars = {}
     for f in fields:
         values = rng.rand(n_samples, n_times, ny, nx)
+        if UNITS.get(f) == "K":  # a temperature in K cannot lie in [0, 1]: skmld would warn
+            values = 300.0 + 4700.0 * values
         if chunk:
             values = dsa.from_array(values, chunks=(1, n_times, ny, nx))
         attrs = {"units": UNITS[f]} if f in UNITS else {}
@@ -276,6 +281,136 @@ def test_unknown_suffix(tmp_path, name):
         open_fields(tmp_path / name)
 
 
+def test_write_fields_refuses_numpy_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"suffix '\.npy'; use one of \['\.nc', '\.nc4', '\.zarr'\]"):
+        write_fields(make_dataset(), tmp_path / "a.npy")
+
+
+def _file_names(ds):
+    """ds as another code writes it: variables T, P, mu."""
+    return ds.rename(temperature="T", pressure="P", microstructure="mu")
+
+
+def test_open_netcdf3_picks_engine_from_magic_bytes(tmp_path):
+    ds = make_dataset()
+    nc3, nc4 = tmp_path / "a.nc", tmp_path / "b.nc"
+    ds.to_netcdf(nc3, engine="scipy")  # NetCDF-3: h5netcdf cannot read it
+    write_fields(ds, nc4)
+    assert nc3.read_bytes()[:3] == b"CDF"
+    assert netcdf_engine(nc3) == "scipy" and netcdf_engine(nc4) == "h5netcdf"
+    for path in (nc3, nc4):
+        xr.testing.assert_identical(to_dataset(open_fields(path)).compute(), ds)
+        xr.testing.assert_identical(to_dataset(open_fields(path, engine="scipy" if path == nc3 else "h5netcdf",
+                                                           chunks=None)), ds)
+
+
+def test_open_fields_prefers_netcdf4_for_netcdf3_when_installed(tmp_path, monkeypatch):
+    import importlib.util
+
+    path = tmp_path / "a.nc"
+    make_dataset().to_netcdf(path, engine="scipy")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "netCDF4"
+                        else find_spec(name, *a))
+    assert netcdf_engine(path) == "netcdf4"
+
+
+def test_open_fields_user_engine_wins(tmp_path, monkeypatch):
+    path = tmp_path / "a.nc"
+    make_dataset().to_netcdf(path, engine="scipy")
+    engines, open_dataset = [], xr.open_dataset
+    monkeypatch.setattr(xr, "open_dataset", lambda *a, engine, **kw: engines.append(engine) or open_dataset(
+        *a, engine=engine, **kw))
+    open_fields(path, engine="scipy", mask_and_scale=False)  # keywords pass through to xarray
+    open_fields(path)
+    assert engines == ["scipy", "scipy"]
+    with pytest.raises(Exception, match="NetCDF|netcdf|HDF|signature"):  # h5netcdf on NetCDF-3: the user's choice
+        open_fields(path, engine="h5netcdf")
+
+
+def test_open_fields_rename_select_units(tmp_path):
+    ds = make_dataset()
+    path = tmp_path / "a.nc"
+    write_fields(_file_names(ds).assign(extra=ds["pressure"] * 2), path)
+    names = {"T": "temperature", "P": "pressure", "mu": "microstructure"}
+    da = open_fields(path, rename=names, fields=list(UNITS), units={"microstructure": "1"})
+    assert da["field"].values.tolist() == list(UNITS)
+    assert da["units"].values.tolist() == ["K", "GPa", "1"]
+    np.testing.assert_array_equal(da.sel(field="temperature").values, ds["temperature"].values)
+    # dims too: a file with dims ("run", "time", "y", "x")
+    other = tmp_path / "b.nc"
+    _file_names(ds).rename(sample="run").to_netcdf(other, engine="h5netcdf")
+    da = open_fields(other, rename={**names, "run": "sample"})
+    assert da.dims == FIELD_DIMS and da.chunks[0] == (1, 1)
+    file_vars = r"its variables are \['T', 'P', 'mu', 'extra'\]"
+    with pytest.raises(ValueError, match=r"rename names \['Q'\], which .* " + file_vars):
+        open_fields(path, rename={"Q": "temperature"})
+    with pytest.raises(ValueError, match=r"has no variables \['temperature'\]; " + file_vars
+                       + r" \(map other names with rename=\)"):
+        open_fields(path, fields=["temperature"])
+    with pytest.raises(ValueError, match=r"\['dt', 'key'\] describe \.npy/\.npz arrays"):
+        open_fields(path, dt=1.0, key="x")
+
+
+def reference_array(n_samples=2, seed=0):
+    """(samples, H, W, fields, time) values in physical units."""
+    array = np.random.RandomState(seed).rand(n_samples, 4, 5, 3, 3)
+    array[:, :, :, 0] = 300.0 + 4700.0 * array[:, :, :, 0]
+    return array
+
+
+def test_open_npy_like_from_reference_arrays(tmp_path):
+    array = reference_array()
+    np.save(tmp_path / "a.npy", array)
+    expected = as_fields(from_reference_arrays(array, list(UNITS), dt=2.0, dx=0.5, t0=1.0))
+    da = open_fields(tmp_path / "a.npy", fields=list(UNITS), dt=2.0, dx=0.5, t0=1.0)
+    assert isinstance(da.data, dsa.Array) and da.chunks[0] == (1, 1)
+    xr.testing.assert_identical(da.compute(), expected)
+    eager = open_fields(tmp_path / "a.npy", fields=["T", "P", "mu"], rename={"T": "temperature", "P": "pressure",
+                        "mu": "microstructure"}, dt=2.0, dx=0.5, t0=1.0, chunks=None)
+    assert isinstance(eager.data, np.ndarray)
+    xr.testing.assert_identical(eager, expected)
+    assert open_fields(tmp_path / "a.npy", fields=list(UNITS), dt=2.0, dx=0.5, chunks={"time": 1}).chunks[1] == (1,) * 3
+    with pytest.raises(ValueError, match=r"holds a bare \(samples, H, W, fields, time\) array: pass \['dt', 'dx'\]"):
+        open_fields(tmp_path / "a.npy", fields=list(UNITS))
+    with pytest.raises(ValueError, match=r"rename names \['T'\], which are not in fields \['temperature', "):
+        open_fields(tmp_path / "a.npy", fields=list(UNITS), dt=2.0, dx=0.5, rename={"T": "temperature"})
+    with pytest.raises(ValueError, match=r"engine= and xarray options \[\] apply to NetCDF and Zarr"):
+        open_fields(tmp_path / "a.npy", fields=list(UNITS), dt=2.0, dx=0.5, engine="scipy")
+
+
+def test_open_npz_one_array_or_by_key(tmp_path):
+    array = reference_array()
+    np.savez(tmp_path / "one.npz", array)
+    np.savez(tmp_path / "two.npz", micro=array, meso=reference_array(1, seed=1))
+    meta = {"fields": list(UNITS), "dt": 2.0, "dx": 1.0}
+    expected = as_fields(from_reference_arrays(array, **meta))
+    xr.testing.assert_identical(open_fields(tmp_path / "one.npz", **meta).compute(), expected)
+    xr.testing.assert_identical(open_fields(tmp_path / "two.npz", key="micro", **meta).compute(), expected)
+    with pytest.raises(ValueError, match=r"holds 2 arrays \['micro', 'meso'\]; name one with key="):
+        open_fields(tmp_path / "two.npz", **meta)
+    with pytest.raises(ValueError, match=r"has no array 'x'; its arrays are \['micro', 'meso'\]"):
+        open_fields(tmp_path / "two.npz", key="x", **meta)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_open_fields_warns_about_normalised_kelvin(tmp_path, lazy):
+    from skmld.exceptions import UnitsWarning
+
+    ds = make_dataset()
+    ds["temperature"] = (ds["temperature"] - 300.0) / 4700.0  # min-max normalised, still labelled K
+    path = tmp_path / "a.nc"
+    write_fields(ds, path)
+    chunks = "auto" if lazy else None
+    with pytest.warns(UnitsWarning, match=r"^Field 'temperature' is declared in 'K' but all its values .*lie in "
+                                          r"\[0, 1\] .*it looks min-max normalised.*normalised_from="):
+        open_fields(path, chunks=chunks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        da = open_fields(path, chunks=chunks, normalised_from={"temperature": (300.0, 4700.0 + 300.0)})
+    np.testing.assert_allclose(da.sel(field="temperature").values, make_dataset()["temperature"].values)
+
+
 # ------------------------------------------------------- from_reference_arrays
 
 
@@ -299,6 +434,7 @@ def test_from_reference_arrays_maps_axes(shape, data):
 
 def test_from_reference_arrays_units_and_validity():
     array = np.random.RandomState(0).rand(2, 4, 5, 3, 3)
+    array[:, :, :, 0] = 300.0 + 4700.0 * array[:, :, :, 0]  # temperature in K
     ds = from_reference_arrays(array, list(UNITS), dt=2.0, dx=1.0, units={"pressure": "Pa"})
     assert [ds[f].attrs["units"] for f in UNITS] == ["K", "Pa", "1"]  # CF: "1" for dimensionless, as the simulator writes it
     validate_fields(ds)
@@ -307,8 +443,11 @@ def test_from_reference_arrays_units_and_validity():
 
 
 def test_from_reference_arrays_lazy(raise_if_dask_computes):
-    array = dsa.zeros((2, 4, 5, 3, 3), chunks=1)
+    array = dsa.full((2, 4, 5, 3, 3), 300.0, chunks=1)
     with raise_if_dask_computes():
+        ds = from_reference_arrays(array, ["a", "b", "c"], dt=2.0, dx=1.0)
+    # A field in K: only its first snapshot is computed, for the unit check.
+    with raise_if_dask_computes(max_computes=1):
         ds = from_reference_arrays(array, list(UNITS), dt=2.0, dx=1.0)
     assert isinstance(ds["temperature"].data, dsa.Array)
 

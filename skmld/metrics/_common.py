@@ -130,28 +130,46 @@ def _align_time(a: xr.DataArray, b: xr.DataArray, names: tuple[str, str]) -> tup
     return a, b
 
 
-def _temperature(obj: xr.Dataset | xr.DataArray, field: str = "temperature") -> xr.DataArray:
-    """Pick the temperature field out of a Dataset or canonical array."""
+def _temperature_hint(names: list, units: dict) -> str:
+    """``pass temperature='<guess>'``: the variable in K, else one named like a temperature."""
+    guess = next((n for n in names if str(units.get(n, "")).lower() in ("k", "kelvin")), None)
+    guess = guess or next((n for n in names if str(n).lower() in ("t", "temp") or str(n).lower().startswith("temp")),
+                          None)
+    return f"pass temperature={str(guess)!r}" if guess is not None else "pass temperature='<its name>'"
+
+
+def _temperature(obj: xr.Dataset | xr.DataArray, temperature: str = "temperature") -> xr.DataArray:
+    """Pick the temperature field, the variable (or ``field`` entry) named ``temperature``, out of ``obj``.
+
+    A DataArray without a ``field`` dim is the temperature itself.
+    """
+    if not isinstance(temperature, str) or not temperature:
+        got = repr(temperature) if isinstance(temperature, str) else f"a {type(temperature).__name__}"
+        raise TypeError(f"temperature= names the temperature variable (a non-empty str), got {got}; pass the data "
+                        "as the first argument.")
     if isinstance(obj, xr.Dataset):
-        if field not in obj.data_vars:
-            raise ValueError(
-                f"Dataset has no {field!r} variable; variables are {list(obj.data_vars)}."
-            )
-        temp = obj[field]
+        if temperature not in obj.data_vars:
+            names = list(obj.data_vars)
+            units = {n: obj[n].attrs.get("units", "") for n in names}
+            raise ValueError(f"Dataset has no {temperature!r} variable; variables are {names}; "
+                             f"{_temperature_hint(names, units)}.")
+        temp = obj[temperature]
     elif isinstance(obj, xr.DataArray):
         temp = obj
         if "field" in obj.dims:
             names = [str(f) for f in obj["field"].values]
-            if field not in names:
-                raise ValueError(f"no {field!r} along dim 'field'; fields are {names}.")
-            unit = _field_units(obj).get(field, "")
-            temp = obj.sel(field=field, drop=True)
+            if temperature not in names:
+                units = {str(f): u for f, u in _field_units(obj).items()}
+                raise ValueError(f"no {temperature!r} along dim 'field'; fields are {names}; "
+                                 f"{_temperature_hint(names, units)}.")
+            unit = _field_units(obj).get(temperature, "")
+            temp = obj.sel(field=temperature, drop=True)
             # Keep the field's units as an attr, not a stray scalar coordinate.
             temp = temp.drop_vars("units", errors="ignore")
             if unit and "units" not in temp.attrs:
                 temp = temp.assign_attrs(units=unit)
     else:
-        raise TypeError(f"temperature must be a DataArray or Dataset, got {type(obj).__name__}.")
+        raise TypeError(f"the temperature data must be an xarray DataArray or Dataset, got {type(obj).__name__}.")
     missing = [d for d in ("y", "x") if d not in temp.dims]
     if missing:
         hint = (

@@ -48,6 +48,7 @@ def hotspot_mask_scores(
     *,
     thresholds: float | Iterable[float] = (HOTSPOT_THRESHOLD,),
     pixel_area: float | None = None,
+    temperature: str = "temperature",
 ) -> xr.Dataset:
     """Graded hotspot metrics: overlap of the hot masks, hotspot counts and excess heat.
 
@@ -62,8 +63,8 @@ def hotspot_mask_scores(
     truth, pred : xarray.DataArray or xarray.Dataset
         Temperature in K on dims ``(..., "y", "x")`` (usually ``("sample",
         "time", "y", "x")``), or the canonical field array / field Dataset,
-        from which ``"temperature"`` is selected. Only the time steps both
-        have are compared; every other dim must match.
+        from which the field named ``temperature`` is selected. Only the time
+        steps both have are compared; every other dim must match.
     thresholds : float or sequence of float, default=(875.0,)
         Thresholds θ in K; a pixel is hot when strictly above θ. Each is one
         entry of the ``threshold`` dim of the result.
@@ -71,6 +72,8 @@ def hotspot_mask_scores(
         Area of one pixel, for the excess heat. ``None`` takes ``dx * dy`` from
         ``truth``'s ``x`` and ``y`` coordinates (µm²); without them it is 1, the
         excess heat is in K·pixel and a warning says so.
+    temperature : str, default="temperature"
+        Name of the temperature variable or field, as in :func:`hotspot_metrics`.
 
     Returns
     -------
@@ -120,7 +123,9 @@ def hotspot_mask_scores(
     """
     thr = _thresholds(thresholds)
     pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
-    t_temp, p_temp = _align_time(_temperature(truth), _temperature(pred), ("truth", "pred"))
+    t_temp, p_temp = _align_time(
+        _temperature(truth, temperature), _temperature(pred, temperature), ("truth", "pred")
+    )
     pixel_area, area_units, note = _pixel_area(t_temp, pixel_area, "the excess heat is in K·pixel")
     temp_units = str(t_temp.attrs.get("units", "K"))
 

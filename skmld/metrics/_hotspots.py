@@ -28,19 +28,21 @@ from skmld.metrics._common import (
 
 
 def hotspot_metrics(
-    temperature: xr.Dataset | xr.DataArray,
+    data: xr.Dataset | xr.DataArray,
     threshold: float = HOTSPOT_THRESHOLD,
     pixel_area: float | None = None,
     dt: float | None = None,
+    *,
+    temperature: str = "temperature",
 ) -> xr.Dataset:
     """Hotspot temperature, area and their rates for every sample and time step.
 
     Parameters
     ----------
-    temperature : xarray.DataArray or xarray.Dataset
+    data : xarray.DataArray or xarray.Dataset
         Temperature in K on dims ``(..., "y", "x")`` (usually ``("sample",
         "time", "y", "x")``), or the canonical field array / field Dataset, from
-        which ``"temperature"`` is selected.
+        which the field named ``temperature`` is selected.
     threshold : float, default=875.0
         A pixel is hot when its temperature is strictly above this (K).
     pixel_area : float, default=None
@@ -50,6 +52,9 @@ def hotspot_metrics(
     dt : float, default=None
         Time between snapshots. ``None`` uses the differences of the ``time``
         coordinate (non-uniform steps allowed); without it, 1 per step.
+    temperature : str, default="temperature"
+        Name of the temperature variable of a Dataset (or entry of a field
+        array's ``field`` dim), e.g. ``"T"``; unused for a bare temperature array.
 
     Returns
     -------
@@ -83,7 +88,7 @@ def hotspot_metrics(
     threshold = _real(threshold, "threshold")
     pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
     dt = _real(dt, "dt", positive=True, allow_none=True)
-    temp = _temperature(temperature)
+    temp = _temperature(data, temperature)
     spatial = ("y", "x")
     pixel_area, area_units, note = _pixel_area(temp, pixel_area, "A_hs counts pixels")
 
@@ -150,15 +155,18 @@ def hotspot_rmse(
     threshold: float = HOTSPOT_THRESHOLD,
     pixel_area: float | None = None,
     dt: float | None = None,
+    *,
+    temperature: str = "temperature",
 ) -> xr.Dataset:
     """RMSE of the hotspot metrics between truth and prediction.
 
     Parameters
     ----------
     truth, pred : xarray.DataArray or xarray.Dataset
-        Temperature (or field arrays holding ``"temperature"``) in physical
-        units; see :func:`hotspot_metrics`. Only common time steps are compared.
-    threshold, pixel_area, dt
+        Temperature (or field data holding the field named ``temperature``) in
+        physical units; see :func:`hotspot_metrics`. Only common time steps are
+        compared.
+    threshold, pixel_area, dt, temperature
         As in :func:`hotspot_metrics`; the pixel area and time step come from
         ``truth`` and are applied to both, so they cannot differ.
 
@@ -184,8 +192,8 @@ def hotspot_rmse(
     threshold = _real(threshold, "threshold")
     pixel_area = _real(pixel_area, "pixel_area", positive=True, allow_none=True)
     dt = _real(dt, "dt", positive=True, allow_none=True)
-    t_temp = _temperature(truth)
-    p_temp = _temperature(pred)
+    t_temp = _temperature(truth, temperature)
+    p_temp = _temperature(pred, temperature)
     t_temp, p_temp = _align_time(t_temp, p_temp, ("truth", "pred"))
     if pixel_area is None:
         dy, dx = _coord_spacing(t_temp, "y"), _coord_spacing(t_temp, "x")
@@ -242,7 +250,9 @@ def _n_hotspots(hot: xr.DataArray) -> xr.DataArray:
     )
 
 
-def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = HOTSPOT_THRESHOLD) -> xr.DataArray:
+def hotspot_counts(
+    data: xr.Dataset | xr.DataArray, threshold: float = HOTSPOT_THRESHOLD, *, temperature: str = "temperature"
+) -> xr.DataArray:
     """Number of hotspots, the connected regions of hot pixels, per image.
 
     A pixel is hot when its temperature is strictly above ``threshold``; two
@@ -252,11 +262,14 @@ def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = HO
 
     Parameters
     ----------
-    temperature : xarray.DataArray or xarray.Dataset
+    data : xarray.DataArray or xarray.Dataset
         Temperature in K on dims ``(..., "y", "x")``, or the canonical field
-        array / field Dataset, from which ``"temperature"`` is selected.
+        array / field Dataset, from which the field named ``temperature`` is
+        selected.
     threshold : float, default=875.0
         Hot means strictly above this (K).
+    temperature : str, default="temperature"
+        Name of the temperature variable or field, as in :func:`hotspot_metrics`.
 
     Returns
     -------
@@ -275,7 +288,7 @@ def hotspot_counts(temperature: xr.Dataset | xr.DataArray, threshold: float = HO
     [[2]]
     """
     threshold = _real(threshold, "threshold")
-    temp = _temperature(temperature)
+    temp = _temperature(data, temperature)
     count = _n_hotspots(temp > threshold)
     count.name = "n_hotspots"
     count.attrs = {

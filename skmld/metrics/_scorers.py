@@ -165,19 +165,20 @@ class _Scorer:
             rmse = np.sqrt(((truth - pred) ** 2).mean(per))
             return -float(rmse.mean())
         threshold = self.options.get("threshold", HOTSPOT_THRESHOLD)
+        temperature = self.options.get("temperature", "temperature")
         if self.kind == "hotspot_f1":
-            t_temp, p_temp = _temperature(truth), _temperature(pred)
+            t_temp, p_temp = _temperature(truth, temperature), _temperature(pred, temperature)
             hot_t, hot_p = t_temp > threshold, p_temp > threshold
             counts = [int(m.sum()) for m in (hot_t & hot_p, hot_p & ~hot_t, hot_t & ~hot_p)]
             tp, fp, fn = counts
             return 1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
         if self.kind == "excess_heat":
-            t_temp, p_temp = _temperature(truth), _temperature(pred)
+            t_temp, p_temp = _temperature(truth, temperature), _temperature(pred, temperature)
             area, _, _ = _pixel_area(t_temp, None, "the excess heat is in K·pixel", stacklevel=3)
             thr = xr.DataArray(threshold)
             sq = (_excess_heat(t_temp, thr, area) - _excess_heat(p_temp, thr, area)) ** 2
             return -float(np.sqrt(sq.mean()))
-        ds = hotspot_rmse(truth, pred, threshold=threshold)
+        ds = hotspot_rmse(truth, pred, threshold=threshold, temperature=temperature)
         return -float(ds[f"{self.kind}_overall"])
 
 
@@ -192,7 +193,7 @@ _SCORERS: dict[str, tuple[str, str]] = {
     "neg_crps": ("crps", "minus the mean over fields of the Gaussian CRPS / the truth's std"),
     "neg_coverage_error": ("coverage_error", "minus the mean |coverage − nominal| over fields and k = 1, 2"),
 }
-# Scorers that take field= / threshold=, and those that predict (mean, std).
+# Scorers that take field=, those that predict (mean, std), and those that take threshold= / temperature=.
 _FIELD_KINDS = ("r2", "field_rmse", "crps", "coverage_error")
 _PROBABILISTIC_KINDS = ("crps", "coverage_error")
 _THRESHOLD_KINDS = ("T_hs", "A_hs", "hotspot_f1", "excess_heat")
@@ -215,6 +216,7 @@ def get_scorer(
     *,
     threshold: float = HOTSPOT_THRESHOLD,
     field: str | None = None,
+    temperature: str = "temperature",
 ) -> Callable[..., float]:
     """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``, higher is better.
 
@@ -259,6 +261,9 @@ def get_scorer(
     field : str, default=None
         Restrict ``"r2"``, ``"neg_field_rmse"``, ``"neg_crps"`` or
         ``"neg_coverage_error"`` to one field.
+    temperature : str, default="temperature"
+        Name of the temperature field, for the hotspot scorers (as in
+        :func:`hotspot_metrics`).
 
     Returns
     -------
@@ -269,7 +274,8 @@ def get_scorer(
     Raises
     ------
     ValueError
-        For an unknown name; the message lists the valid ones.
+        For an unknown name (the message lists the valid ones), or ``field=`` /
+        ``temperature=`` given to a scorer that does not use it.
 
     Examples
     --------
@@ -290,4 +296,11 @@ def get_scorer(
             names = [n for n, (k, _) in _SCORERS.items() if k in _FIELD_KINDS]
             raise ValueError(f"field= applies only to {names}, not {name!r}.")
         options["field"] = field
+    if temperature != "temperature":
+        if kind not in _THRESHOLD_KINDS:
+            names = [n for n, (k, _) in _SCORERS.items() if k in _THRESHOLD_KINDS]
+            raise ValueError(f"temperature= applies only to the hotspot scorers {names}, not {name!r}.")
+        if not isinstance(temperature, str) or not temperature:
+            raise TypeError(f"temperature must name the temperature field (a non-empty str), got {temperature!r}.")
+        options["temperature"] = temperature
     return _Scorer(name, kind, **options)

@@ -152,3 +152,13 @@ def _regions(mask):
                     seen[a, b] = True
                     stack.append((a, b))
         yield start
+
+
+def test_mask_scores_temperature_name():
+    X = make_fields(n_samples=2, n_time=3)
+    pred = X + 60.0
+    renamed = [a.assign_coords(field=["T", "P", "mu"]).to_dataset(dim="field") for a in (X, pred)]
+    xr.testing.assert_allclose(hotspot_mask_scores(*renamed, temperature="T"), hotspot_mask_scores(X, pred))
+    with pytest.raises(ValueError, match=r"Dataset has no 'temperature' variable; variables are \['T', 'P', 'mu'\]; "
+                                         r"pass temperature='T'\.$"):
+        hotspot_mask_scores(*renamed)

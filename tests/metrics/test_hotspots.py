@@ -204,3 +204,50 @@ def test_hotspot_counts_blobs_and_4_connectivity():
     assert hotspot_counts(T, threshold=1000.0).values.tolist() == [[0, 0, 0]]  # strictly above
     s = hotspot_mask_scores(T, T)
     assert s["n_hotspots_true"].item() == pytest.approx(5 / 3)
+
+
+# ---------------------------------------------------------------------------
+# temperature=: data that name the temperature field otherwise
+# ---------------------------------------------------------------------------
+
+def _as_t(X):
+    """X with its fields called T, P, mu."""
+    return X.assign_coords(field=["T", "P", "mu"])
+
+
+def test_temperature_name_selects_the_field():
+    X = make_fields(n_samples=2, n_time=3)
+    pred = X + 60.0
+    for obj, obj_pred in ((_as_t(X), _as_t(pred)), (_as_t(X).to_dataset(dim="field"), _as_t(pred))):
+        xr.testing.assert_allclose(hotspot_metrics(obj, temperature="T"), hotspot_metrics(X))
+        xr.testing.assert_equal(hotspot_counts(obj, temperature="T"), hotspot_counts(X))
+        xr.testing.assert_allclose(hotspot_rmse(obj, obj_pred, temperature="T"), hotspot_rmse(X, pred))
+    # A bare temperature array has no names to pick from: temperature= is not used.
+    T = X.sel(field="temperature", drop=True)
+    xr.testing.assert_allclose(hotspot_metrics(T, temperature="T"), hotspot_metrics(T))
+
+
+def test_missing_temperature_error_names_the_argument():
+    values = np.full((1, 2, 3, 3), 300.0)
+    dims = ("sample", "time", "y", "x")
+    ds = xr.Dataset({"T": (dims, values, {"units": "K"}), "P": (dims, values)})
+    message = "Dataset has no 'temperature' variable; variables are ['T', 'P']; pass temperature='T'."
+    for call in (lambda: hotspot_metrics(ds), lambda: hotspot_counts(ds), lambda: hotspot_rmse(ds, ds)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    # The guess: the variable in K, else a name like a temperature; else a placeholder.
+    theta = ds.rename(T="theta")
+    with pytest.raises(ValueError, match=r"variables are \['theta', 'P'\]; pass temperature='theta'\.$"):
+        hotspot_metrics(theta)
+    with pytest.raises(ValueError, match=r"pass temperature='Temp'\.$"):
+        hotspot_metrics(ds.drop_vars("T").assign(Temp=(dims, values)))
+    with pytest.raises(ValueError, match=r"variables are \['P'\]; pass temperature='<its name>'\.$"):
+        hotspot_metrics(ds[["P"]])
+    with pytest.raises(ValueError, match=r"no 'temperature' along dim 'field'; fields are \['T', 'P', 'mu'\]; "
+                                         r"pass temperature='T'\.$"):
+        hotspot_metrics(_as_t(make_fields()))
+    with pytest.raises(ValueError, match=r"Dataset has no 'temp' variable; variables are \['T', 'P'\]"):
+        hotspot_rmse(ds, ds, temperature="temp")
+    with pytest.raises(TypeError, match="temperature= names the temperature variable .*, got a DataArray; pass"):
+        hotspot_counts(ds, temperature=ds["T"])

@@ -152,6 +152,27 @@ def test_scorer_options_pickle_and_errors():
         get_scorer("hotspot_f1", field="pressure")
 
 
+@pytest.mark.parametrize("name", ["neg_hotspot_temperature_rmse", "neg_hotspot_area_rmse", "hotspot_f1",
+                                  "neg_excess_heat_rmse"])
+def test_hotspot_scorers_take_the_temperature_name(name):
+    X = make_fields(n_samples=2)
+    renamed = X.assign_coords(field=["T", "P", "mu"])
+    pred = _perturbed(X)
+    scorer = pickle.loads(pickle.dumps(get_scorer(name, temperature="T")))
+    assert scorer(FixedPrediction(pred.assign_coords(field=["T", "P", "mu"])), renamed) == pytest.approx(
+        get_scorer(name)(FixedPrediction(pred), X))
+    assert repr(scorer) == f"skmld.metrics.get_scorer({name!r}, temperature='T')"
+    with pytest.raises(ValueError, match=r"no 'temperature' along dim 'field'.*; pass temperature='T'"):
+        get_scorer(name)(FixedPrediction(pred), renamed)
+
+
+def test_temperature_name_errors():
+    with pytest.raises(ValueError, match=r"temperature= applies only to the hotspot scorers \[.*'hotspot_f1'"):
+        get_scorer("neg_field_rmse", temperature="T")
+    with pytest.raises(TypeError, match="non-empty str"):
+        get_scorer("hotspot_f1", temperature="")
+
+
 # ---------------------------------------------------------------------------
 # Closed-form scorer values
 # ---------------------------------------------------------------------------
