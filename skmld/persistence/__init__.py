@@ -168,7 +168,7 @@ def load(path: str | os.PathLike | io.IOBase) -> BaseEstimator:
     source = repr(getattr(path, "name", None) or "<file object>") if hasattr(path, "read") else repr(os.fspath(path))
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError) as e:
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as e:  # ValueError: a corrupt offset
         raise ValueError(f"{source} is not an skmld model file: not a readable zip archive ({e}); the file may be "
                          "truncated or corrupted.") from None
     with zf:

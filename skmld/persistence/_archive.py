@@ -52,7 +52,7 @@ class Reader:
                              f"{info.compress_size} stored; refusing a likely decompression bomb.")
         try:
             return self.zf.read(name)
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as e:
             raise ValueError(f"{self.source}: member {name!r} ({what}) is corrupted: {e}") from None
 
     def json(self, name: str, what: str) -> Any:
