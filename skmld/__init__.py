@@ -20,12 +20,14 @@ _LAZY = {
     "MicroDynamicsEstimator": "skmld.micro",
     "MesoDynamicsEstimator": "skmld.meso",
     "load": "skmld.persistence",
+    "save": "skmld.persistence",
+    "predict_fields": "skmld.outputs",
 }
 
 # Public submodules, imported on first access (nn, micro, meso and calibration import TensorFlow).
 _SUBMODULES = frozenset({
     "baselines", "calibration", "datasets", "exceptions", "fields", "meso", "metrics", "micro", "nn",
-    "persistence", "plotting", "tokenizer",
+    "outputs", "persistence", "plotting", "tokenizer",
 })
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "as_fields",
     "load",
     "open_fields",
+    "predict_fields",
+    "save",
     "validate_fields",
     "write_fields",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from skmld._tokens import TOKEN_DIMS, TokenSpec, check_token_dims
+from skmld._tokens import TOKEN_DIMS, TokenSpec, check_token_dims, grid_step
 from skmld.fields import FIELD_DIMS, _validate_view, as_fields, check_time, first_nonfinite, is_lazy, to_dataset
 LATENT_DIMS = ("sample", "time", "field", "channel", "token_y", "token_x", "latent_y", "latent_x")
 _WHOLE = ("sample", "time", "token_y", "patch_y", "token_x", "patch_x", "field")
@@ -40,6 +40,10 @@ class Layout:
     field_attrs: dict = field(default_factory=dict)
     ranges: list | None = None
     bounds: list | None = None  # physical [lo, hi] per field, NaN where unbounded (tokens' skmld_bounds)
+    # The data's physical scales, compared between micro and meso data (see skmld.meso); None where unknown.
+    units: list | None = None  # per field, "" where it has none
+    spacing: tuple = (None, None)  # grid step along y, x
+    time_step: float | None = None
 
     @property
     def domain_shape(self) -> tuple[int, int]:
@@ -63,6 +67,23 @@ class Layout:
         step = t[1] - t[0] if t.size > 1 else 1
         values = t[0] + step * np.arange(n_times)
         return xr.DataArray(values, dims="time", attrs=self.time.attrs, name="time")
+
+
+def time_step(coord) -> float | None:
+    """The median step of a numeric ``time`` coordinate (``None``: absent, datetime, or fewer than 2 values)."""
+    if coord is None or coord.ndim != 1 or coord.dtype.kind not in "iuf" or coord.size < 2:
+        return None
+    step = float(np.median(np.diff(np.asarray(coord.values, np.float64))))
+    return step if np.isfinite(step) and step > 0 else None
+
+
+def _coord(da, name: str):
+    """``da``'s coordinate ``name``, or None (``da.coords.get`` gives a dim without one a default index)."""
+    return da.coords[name] if name in da.coords else None
+
+
+def _units(da) -> list | None:
+    return None if _coord(da, "units") is None else [str(u) for u in da["units"].values]
 
 
 def is_tokens(X) -> bool:
@@ -129,6 +150,9 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
             attrs=dict(X.attrs),
             ranges=None if spec.ranges is None else [list(r) for r in spec.ranges],
             bounds=None if spec.bounds is None else [[np.nan if b is None else b for b in p] for p in spec.bounds],
+            units=_units(X),
+            spacing=spec.spacing,
+            time_step=time_step(_coord(X, "time")),
         )
         return values.reshape(S, T, ty * py, tx * px, F), layout
     # The values are checked once, as float32 below (values beyond float32 become inf).
@@ -152,6 +176,9 @@ def to_domain(X, *, name: str = "X", min_times: int = 1) -> tuple[np.ndarray, La
         spatial_coords={d: da[d] for d in ("y", "x") if d in da.coords},
         as_dataset=isinstance(X, xr.Dataset),
         field_attrs={str(v): dict(X[v].attrs) for v in X.data_vars} if isinstance(X, xr.Dataset) else {},
+        units=_units(da),
+        spacing=tuple(grid_step(_coord(da, d))[1] for d in ("y", "x")),
+        time_step=time_step(_coord(da, "time")),
     )
     return values, layout
 

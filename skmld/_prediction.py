@@ -8,6 +8,7 @@ layout helpers (``_to_arrays``, ``_from_arrays``, ``_check_token_shape``).
 from __future__ import annotations
 
 import threading
+import uuid
 from numbers import Integral
 
 import numpy as np
@@ -124,14 +125,17 @@ class PredictionMixin:
         import dask
         import dask.array as da
 
-        block = dask.delayed(lambda *args: _locked(_mean_or_std, self, *args), pure=True)
+        # Keys named here: dask would otherwise name them by hashing the function, which
+        # pickles this estimator and its networks (seconds per call, more than the rollout).
+        token = uuid.uuid4().hex
+        block = dask.delayed(lambda *args: _locked(_mean_or_std, self, *args), name=f"skmld-rollout-{token}")
         out = []
         for k in kinds:
             _mean_or_std(self, np.zeros((1,) + x.shape[2:], np.float32), 1, k, seed)  # trace before threads
             out.append(da.concatenate([
-                da.from_delayed(block(x[sl, 0], n_steps, k, seed),
+                da.from_delayed(block(x[sl, 0], n_steps, k, seed, dask_key_name=f"skmld-rollout-{token}-{k}-{i}"),
                                 (sl.stop - sl.start, n_steps + 1) + x.shape[2:], dtype=np.float32)
-                for sl in _engine.batches(x.shape[0], self._rollout_rows(grid, k))]))
+                for i, sl in enumerate(_engine.batches(x.shape[0], self._rollout_rows(grid, k)))]))
         return out[0], out[1] if n_draws else None
 
     def _check_rollout_args(self, x, n_steps, n_draws, need_draws: bool):

@@ -118,6 +118,15 @@ def is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def positive_or_none(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isfinite(v) and v > 0)
+
+
+def positive_pair(v) -> bool:
+    """A pair of finite positive floats or None (a grid spacing, unknown where None)."""
+    return isinstance(v, tuple) and len(v) == 2 and all(positive_or_none(x) for x in v)
+
+
 def int_tuple(n: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, tuple) and len(v) == n and all(is_int(x) and x >= 0 for x in v)
 

@@ -7,6 +7,10 @@ simulate
 demo
     The main job: simulate micro and meso data, fit the micro model, transfer it
     to the meso scale and compare with a meso model trained from scratch.
+convert, fit, predict, evaluate
+    The same job on your own files: reference arrays to NetCDF, a fit described
+    by a TOML config, a saved model's physical prediction and its scores
+    (docs/your_data.md).
 """
 
 from __future__ import annotations
@@ -181,6 +185,128 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- #
+# your own data: convert, fit, predict, evaluate (the work is in skmld/_jobs.py)
+# --------------------------------------------------------------------------- #
+def _range(text: str) -> tuple[str, tuple[float, float]]:
+    try:
+        name, bounds = text.split("=")
+        lo, hi = (float(v) for v in bounds.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIELD=LO:HI (e.g. temperature=300:5000), got {text!r}") from None
+    return name, (lo, hi)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not (sep and old and new):
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW (e.g. T=temperature), got {text!r}")
+    return old, new
+
+
+def _coverage_level(text: str) -> float:
+    value = _nonnegative_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1 (e.g. 0.9), got {text}")
+    return value
+
+
+def _add_data_parsers(subparsers) -> None:
+    p = subparsers.add_parser(
+        "convert", help="reference arrays (.npy/.npz, (N, H, W, F, T)) or a NetCDF/Zarr file to skmld's NetCDF/Zarr",
+        description="Read INPUT with skmld.open_fields (.npy/.npz arrays in the reference layout (samples, H, W, "
+                    "fields, time), or NetCDF/Zarr) and write OUTPUT in skmld's field layout, physical units "
+                    "as CF attrs.")
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("output", type=_output_path, metavar="OUTPUT")
+    p.add_argument("--fields", type=lambda t: t.split(","), default=None, metavar="A,B,C",
+                   help="field names in the order of the arrays' fields axis (arrays only)")
+    p.add_argument("--dt", type=float, default=None, help="time between snapshots, ns (arrays only)")
+    p.add_argument("--dx", type=float, default=None, help="grid spacing, µm (arrays only)")
+    p.add_argument("--key", default=None, help="the array of an .npz file that holds several")
+    p.add_argument("--normalised-from", type=_range, action="append", default=None, metavar="FIELD=LO:HI",
+                   help="a field stored min-max normalised to [0, 1] from LO..HI (repeat per field)")
+    p.add_argument("--rename", type=_pair, action="append", default=None, metavar="OLD=NEW",
+                   help="a variable or dim name in INPUT and skmld's name for it (repeat)")
+    p.set_defaults(func=_run_convert)
+
+    p = subparsers.add_parser(
+        "fit", help="fit micro, meso and calibration models described by a TOML config; save the model",
+        description="Fit the pipelines a TOML config describes ([micro], [meso], [calibration] sections: data "
+                    "file, open_fields options, tokenizer and estimator parameters) and save the last one to "
+                    "its 'output'. The config is checked whole first; every bad key is named.")
+    p.add_argument("config", type=Path, metavar="CONFIG")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    p.set_defaults(func=_run_fit)
+
+    p = subparsers.add_parser(
+        "predict", help="a saved model's rollout of a field file: physical mean, std and intervals to NetCDF/Zarr",
+        description="Roll the saved pipeline MODEL out from the first snapshot of each sample of DATA and write "
+                    "the mean and std (and central intervals, draws) in the fields' physical units.")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("data", type=Path, metavar="DATA")
+    p.add_argument("-o", "--out", type=_output_path, required=True, metavar="OUT")
+    p.add_argument("--coverage", type=_coverage_level, action="append", default=None, metavar="LEVEL",
+                   help="a central interval to write as lower/upper, e.g. 0.9 (repeat for several)")
+    p.add_argument("--n-draws", type=int, default=0, metavar="N", help="ensemble members to write (0: none)")
+    p.set_defaults(func=_run_predict)
+
+    p = subparsers.add_parser(
+        "evaluate", help="score a saved model on a field file: per-field and hotspot tables, JSON and figures",
+        description="Score the saved pipeline MODEL against DATA (time steps after the first, physical units) "
+                    "beside persistence: per-field R² and RMSE, hotspot metrics, ±1/2σ coverage; print the "
+                    "table and write results.json, rollout.png and hotspots.png to --out.")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("data", type=Path, metavar="DATA")
+    p.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR")
+    p.add_argument("--hotspot-threshold", type=_nonnegative_float, default=HOTSPOT_THRESHOLD, metavar="K")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from skmld import _jobs
+
+    _jobs.convert(args.input, args.output, fields=args.fields, dt=args.dt, dx=args.dx, key=args.key,
+                  normalised_from=dict(args.normalised_from) if args.normalised_from else None,
+                  rename=dict(args.rename) if args.rename else None)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    import logging
+
+    from skmld import _jobs
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
+    try:
+        config = _jobs.read_config(args.config)
+    except _jobs.ConfigError as e:
+        print(f"skmld fit: {e}", file=sys.stderr)
+        return 2
+    _jobs.fit(config)
+    print(f"wrote {config.output}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from skmld import _jobs
+
+    out = _jobs.predict(args.model, args.data, args.out, coverage=args.coverage or (), n_draws=args.n_draws)
+    print(f"wrote {args.out} ({', '.join(out.data_vars)})")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from skmld import _jobs
+    from skmld._demo._report import format_scores
+
+    results = _jobs.evaluate(args.model, args.data, args.out, args.hotspot_threshold)
+    print(format_scores(results["metrics"], args.hotspot_threshold))
+    print(f"wrote {', '.join(results['files'].values())} to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
 # entry point
 # --------------------------------------------------------------------------- #
 def _build_parser() -> argparse.ArgumentParser:
@@ -191,6 +317,7 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_simulate_parser(subparsers)
     _add_demo_parser(subparsers)
+    _add_data_parsers(subparsers)
     return parser
 
 

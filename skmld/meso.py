@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
+from collections.abc import Mapping
 from numbers import Integral, Real
 
 import keras
@@ -13,14 +16,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from skmld import _engine
 from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
-from skmld._state import Slot
-from skmld.micro import MicroDynamicsEstimator, build_networks
+from skmld._state import Slot, is_int
+from skmld._trainer import user_stacklevel
+from skmld.micro import SCALE_ATTRS, MicroDynamicsEstimator, build_networks, record_scales
 from skmld.nn.dynamics import DYNAMICS
 
 FREEZABLE = ("vae", "decoupled")
 # Architecture parameters: taken from the backbone when there is one, else the micro defaults.
 _ARCH = {name: inspect.signature(MicroDynamicsEstimator).parameters[name].default for name in
          ("latent_channels", "filters", "kernel_size", "dynamics", "dynamics_filters", "dropout")}
+#: ``time_ratio="auto"`` where a time step is unknown (the paper's ratio), and the largest one it derives.
+_DEFAULT_RATIO, _MAX_RATIO = 2, 100
 
 
 class MesoDynamicsEstimator(LatentDynamicsEstimator):
@@ -44,8 +50,13 @@ class MesoDynamicsEstimator(LatentDynamicsEstimator):
     backbone : MicroDynamicsEstimator or None, default=None
         A fitted micro estimator. :func:`sklearn.base.clone` keeps it as it is
         (fitted), so cross-validation never refits or unfits it.
-    time_ratio : int, default=2
-        Micro steps per meso step.
+    time_ratio : int or "auto", default="auto"
+        Micro steps per meso step. ``"auto"``: the meso data's time step over
+        the backbone's (``time_step_``), which must be a whole number (1 to
+        100); where either is unknown (no numeric ``time`` coordinate, a
+        backbone fitted by skmld before it recorded its time step) 2, with a
+        ``UserWarning`` when there is a backbone. An int is checked against
+        both time steps where they are known.
     freeze : sequence of {"vae", "decoupled"}, default=("vae",)
         Backbone parts kept frozen. An unfrozen VAE is fine-tuned in a first
         stage; unfrozen decoupled pairs train with the coupled pair. The
@@ -76,6 +87,14 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
         As for :class:`~skmld.MicroDynamicsEstimator` (``reconstruction_rmse_ratio_``
         too, when this estimator trains VAEs); ``token_shape_`` is the
         backbone's token shape (the tokens the domain is made of).
+    units_, spacing_, time_step_ :
+        Field units, grid spacing and time step of the meso data, as for
+        :class:`~skmld.MicroDynamicsEstimator`. ``fit`` refuses meso data
+        whose fields, field units, scaling ranges or grid spacing differ from
+        the backbone's, or whose time step is not ``time_ratio_`` times the
+        backbone's, with one ``ValueError`` that names every difference.
+    time_ratio_ : int
+        Micro steps per meso step used (``time_ratio``, resolved).
 
     Examples
     --------
@@ -102,7 +121,7 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
     _parameter_constraints: dict = {
         **LatentDynamicsEstimator._parameter_constraints,
         "backbone": [None, LatentDynamicsEstimator],
-        "time_ratio": [Interval(Integral, 1, None, closed="left")],
+        "time_ratio": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "freeze": ["array-like"],
         "epochs": [Interval(Integral, 0, None, closed="left"), "array-like"],
         "vae_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -119,7 +138,7 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
         self,
         backbone=None,
         *,
-        time_ratio: int = 2,
+        time_ratio: int | str = "auto",
         freeze=("vae",),
         horizons=(1, 2, 3),
         epochs=20,
@@ -209,8 +228,9 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
         -------
         self
         """
-        frozen = tuple(self.freeze)
-        if not all(isinstance(part, str) and part in FREEZABLE for part in frozen):
+        # A mapping iterates as its keys: {"vae": 1} would silently read as ("vae",).
+        frozen = () if isinstance(self.freeze, Mapping) else tuple(self.freeze)
+        if isinstance(self.freeze, Mapping) or not all(isinstance(p, str) and p in FREEZABLE for p in frozen):
             raise ValueError(f"freeze must name parts among {FREEZABLE}, got {self.freeze!r}.")
         return self._fit(X)
 
@@ -229,14 +249,17 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
 
     @property
     def _time_ratio(self) -> int:
-        return self.time_ratio
+        # Estimators fitted before time_ratio_ existed had an int time_ratio.
+        return self.__dict__.get("time_ratio_", self.time_ratio)
 
     def _fitted_token_shape(self, layout):
         return tuple(self.backbone.token_shape_) if self.backbone is not None else tuple(layout.token_shape)
 
     def _check_compatible(self, layout):
+        record_scales(self, layout)
         bb = self.backbone
         if bb is None:
+            self.time_ratio_ = _DEFAULT_RATIO if self.time_ratio == "auto" else int(self.time_ratio)
             return
         check_is_fitted(bb, msg="backbone must be a fitted MicroDynamicsEstimator; fit it on micro data first.")
         for name in _ARCH:
@@ -246,21 +269,63 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
                     f"{name}={ours!r} but the backbone has {name}={getattr(bb, name)!r}; leave {name}=None "
                     "to take the backbone's."
                 )
-        if layout.fields != bb.fields_:
-            raise ValueError(
-                f"The meso data has fields {layout.fields} but the backbone was fitted on {bb.fields_}; "
-                "pass the same fields in the same order."
-            )
-        ours, theirs = layout.ranges, bb.ranges_
-        if (ours is None) != (theirs is None) or (
-            ours is not None and not np.allclose(ours, [theirs[f] for f in bb.fields_], rtol=1e-6)
-        ):
-            raise ValueError(
-                f"The meso data was scaled with ranges {ours} but the backbone with "
-                f"{None if theirs is None else [list(theirs[f]) for f in bb.fields_]}; scale both alike, e.g. "
-                "PatchTokenizer(ranges=micro_pipeline['tokens'].ranges_) for the meso tokens."
-            )
+        problems = self._scale_differences(layout, bb)
+        self.time_ratio_, problem = self._resolve_time_ratio(bb)
+        if problem:
+            problems.append(problem)
+        if problems:
+            raise ValueError("The meso data do not match the backbone's micro data:\n- " + "\n- ".join(problems))
         self._check_token_shape(layout, bb.token_shape_, "The meso data", "the backbone")
+
+    def _scale_differences(self, layout, bb) -> list[str]:
+        """Fields, scaling ranges, field units and grid spacing that differ from the backbone's, one line each."""
+        out = []
+        if layout.fields != bb.fields_:
+            out.append(f"the meso data has fields {layout.fields} but the backbone was fitted on {bb.fields_}; pass "
+                       "the same fields in the same order.")
+        ours = None if layout.ranges is None else dict(zip(layout.fields, map(list, layout.ranges)))
+        theirs = None if bb.ranges_ is None else {f: list(r) for f, r in bb.ranges_.items()}
+        if ours is not None and theirs is not None:  # the fields scaled differently
+            differ = [f for f in ours if f in theirs and not np.allclose(ours[f], theirs[f], rtol=1e-6)]
+            ours, theirs = ({f: r[f] for f in differ} if differ else None for r in (ours, theirs))
+        if ours != theirs:
+            out.append(f"the meso data was scaled with ranges {ours} but the backbone with {theirs}; scale both "
+                       "alike, e.g. PatchTokenizer(ranges=micro_pipeline['tokens'].ranges_) for the meso tokens.")
+        units = getattr(bb, "units_", {})
+        out += [f"field {f!r} is in {u!r} in the meso data but in {units[f]!r} in the backbone's."
+                for f, u in self.units_.items() if units.get(f, u) != u]
+        for dim, a, b in zip(("y", "x"), self.spacing_, getattr(bb, "spacing_", (None, None))):
+            if a is not None and b is not None and not math.isclose(a, b, rel_tol=1e-6):
+                out.append(f"the grid spacing along {dim!r} is {a:g} in the meso data but {b:g} in the backbone's; "
+                           "resample the meso data to the micro spacing.")
+        return out
+
+    def _resolve_time_ratio(self, bb) -> tuple[int, str | None]:
+        """``time_ratio`` resolved against the backbone's time step, and what is wrong with it (or None)."""
+        ours, theirs = self.time_step_, getattr(bb, "time_step_", None)
+        if ours is None or theirs is None:
+            if self.time_ratio != "auto":
+                return int(self.time_ratio), None
+            which = "the meso data have" if ours is None else "the backbone has"
+            warnings.warn(f"time_ratio='auto' cannot compare time steps: {which} no numeric time coordinate "
+                          f"with a known step; using time_ratio={_DEFAULT_RATIO}. Pass time_ratio explicitly to "
+                          "silence this warning.", UserWarning, stacklevel=user_stacklevel())
+            return _DEFAULT_RATIO, None
+        ratio = ours / theirs
+        if self.time_ratio == "auto":
+            n = round(ratio)
+            if 1 <= n <= _MAX_RATIO and math.isclose(ratio, n, rel_tol=1e-6):
+                return n, None
+            return _DEFAULT_RATIO, (
+                f"the time step is {ours:g} in the meso data but {theirs:g} in the backbone's, a ratio of {ratio:g}; "
+                f"time_ratio='auto' needs a whole number of micro steps per meso step (1 to {_MAX_RATIO}). "
+                "Resample the meso data in time.")
+        declared = int(self.time_ratio)
+        if math.isclose(ours, declared * theirs, rel_tol=1e-6):
+            return declared, None
+        return declared, (
+            f"the time step is {ours:g} in the meso data but {theirs:g} in the backbone's, and time_ratio={declared} "
+            f"needs {declared * theirs:g}; pass time_ratio='auto' to derive it from the time coordinates.")
 
     def _make_networks(self, fields, ranges, token_shape, stats=None):
         if self.backbone is None:
@@ -308,6 +373,8 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
 
     # -- fitted state: the backbone is stored as itself; keep only the parts we own --
     _estimator_slots = {"backbone": Slot(("MicroDynamicsEstimator",))}
+    _optional_fitted_attrs = {**LatentDynamicsEstimator._optional_fitted_attrs, **SCALE_ATTRS,
+                              "time_ratio_": ("a positive int", lambda v: is_int(v) and v >= 1)}
 
     def _network_names(self) -> list:
         return super()._network_names() if self.backbone is None else self._owned_names()

@@ -1,5 +1,6 @@
 """MesoDynamicsEstimator: backbone checks, frozen parts, time ratio, CV without refitting the backbone."""
 
+import pickle
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from skmld import MesoDynamicsEstimator, MicroDynamicsEstimator, PatchTokenizer, as_fields
-from skmld import _engine
+from skmld import _engine, persistence
 from skmld.datasets import make_pore_collapse
 
 MESO = dict(epochs=1, horizons=(1,), batch_size=8, random_state=0)
@@ -104,7 +105,9 @@ def test_time_ratio_applies_micro_step_twice(micro_pipe, meso_X):
         zm = np.clip(zm, lo, hi)
     np.testing.assert_allclose(z_mean[:, 1], np.asarray(zm), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z_log_var[:, 1], np.asarray(zv), rtol=1e-5, atol=1e-5)
-    once = MesoDynamicsEstimator(backbone, time_ratio=1, **{**MESO, "epochs": 0}).fit(tokens)
+    # time_ratio=1 needs meso data at the micro time step (2 ns, not 4 ns).
+    once = MesoDynamicsEstimator(backbone, time_ratio=1, **{**MESO, "epochs": 0}).fit(
+        tokens.assign_coords(time=tokens["time"] / 2))
     assert not np.allclose(once._rollout_block(x[:, 0], 1, 0, 0)[2][:, 1], z_mean[:, 1])
 
 
@@ -128,6 +131,95 @@ def test_range_mismatch(micro_pipe, meso_X):
         MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens)
 
 
+def test_scale_mismatches_are_named_in_one_error(micro_pipe, meso_X):
+    """Another grid spacing, another unit and another time step: one error, one line per difference."""
+    X = meso_X.assign_coords(x=meso_X["x"] * 2, time=meso_X["time"] * 1.25)  # dx 2 µm, dt 5 ns
+    X["temperature"].attrs["units"] = "degC"
+    tokens = meso_tokenizer(micro_pipe).fit_transform(X)  # the documented meso tokenizer accepts it
+    with pytest.raises(ValueError, match="do not match the backbone's micro data") as info:
+        MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens)
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 3, lines
+    assert lines[0] == "- field 'temperature' is in 'degC' in the meso data but in 'K' in the backbone's."
+    assert lines[1].startswith("- the grid spacing along 'x' is 2 in the meso data but 1 in the backbone's;")
+    assert lines[2].startswith("- the time step is 5 in the meso data but 2 in the backbone's, a ratio of 2.5; "
+                               "time_ratio='auto' needs a whole number")
+
+
+def test_micro_and_meso_record_their_scales(micro_pipe, meso_pipe):
+    micro, meso = micro_pipe["micro"], meso_pipe["meso"]
+    assert micro.units_ == {"temperature": "K", "pressure": "GPa", "microstructure": "1"} == meso.units_
+    assert micro.spacing_ == (1.0, 1.0) == meso.spacing_
+    assert (micro.time_step_, meso.time_step_, meso.time_ratio) == (2.0, 4.0, "auto")
+    assert meso.time_ratio_ == 2 and meso._time_ratio == 2
+
+
+@pytest.mark.parametrize("factor, ratio", [(0.5, 1), (1.5, 3)])
+def test_time_ratio_auto_is_derived(micro_pipe, meso_X, factor, ratio):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    tokens = tokens.assign_coords(time=tokens["time"] * factor)  # 2 ns, 6 ns
+    meso = MesoDynamicsEstimator(micro_pipe["micro"], **{**MESO, "epochs": 0}).fit(tokens)
+    assert meso.time_ratio_ == ratio
+
+
+@pytest.mark.parametrize("factor, match", [
+    (0.75, r"time step is 3 in the meso data but 2 in the backbone's, a ratio of 1\.5; time_ratio='auto' needs a "
+           r"whole number of micro steps per meso step \(1 to 100\)"),
+    (0.25, r"a ratio of 0\.5;"),
+])
+def test_time_ratio_auto_not_whole(micro_pipe, meso_X, factor, match):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    with pytest.raises(ValueError, match=match):
+        MesoDynamicsEstimator(micro_pipe["micro"], **MESO).fit(tokens.assign_coords(time=tokens["time"] * factor))
+
+
+def test_explicit_time_ratio_is_checked(micro_pipe, meso_X):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    with pytest.raises(ValueError, match=r"time step is 4 in the meso data but 2 in the backbone's, and "
+                                         r"time_ratio=3 needs 6; pass time_ratio='auto'"):
+        MesoDynamicsEstimator(micro_pipe["micro"], time_ratio=3, **MESO).fit(tokens)
+    meso = MesoDynamicsEstimator(micro_pipe["micro"], time_ratio=2, **{**MESO, "epochs": 0}).fit(tokens)
+    assert meso.time_ratio_ == 2
+
+
+def test_time_ratio_auto_without_time_steps_warns_and_uses_2(micro_pipe, meso_X, recwarn):
+    tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
+    backbone = micro_pipe["micro"]
+    with pytest.warns(UserWarning, match=r"time_ratio='auto' cannot compare time steps: the meso data have no "
+                                         r"numeric time coordinate .* using time_ratio=2"):
+        meso = MesoDynamicsEstimator(backbone, **{**MESO, "epochs": 0}).fit(tokens.drop_vars("time"))
+    assert meso.time_ratio_ == 2 and meso.time_step_ is None
+    # A backbone pickled before skmld recorded the scales: nothing to compare, as before.
+    old = pickle.loads(pickle.dumps(backbone))
+    for name in ("units_", "spacing_", "time_step_"):
+        delattr(old, name)
+    with pytest.warns(UserWarning, match="the backbone has no numeric time coordinate"):
+        assert MesoDynamicsEstimator(old, **{**MESO, "epochs": 0}).fit(tokens).time_ratio_ == 2
+    recwarn.clear()
+    assert MesoDynamicsEstimator(old, time_ratio=2, **{**MESO, "epochs": 0}).fit(tokens).time_ratio_ == 2
+    assert not [w for w in recwarn if "time_ratio" in str(w.message)]
+
+
+def test_estimators_saved_before_the_scales_load_and_predict_alike(meso_pipe, meso_X, tmp_path):
+    """Pickles and files of meso estimators fitted with an int time_ratio and no time_ratio_ still predict."""
+    meso, tokens = meso_pipe["meso"], meso_pipe["tokens"].transform(meso_X)
+    state = meso.__getstate__()
+    for name in ("units_", "spacing_", "time_step_", "time_ratio_"):
+        state.pop(name)
+    old = MesoDynamicsEstimator.__new__(MesoDynamicsEstimator)
+    old.__setstate__({**state, "time_ratio": 2})
+    assert old._time_ratio == 2
+    np.testing.assert_array_equal(old.predict(tokens).values, meso.predict(tokens).values)
+    persistence.save(meso_pipe, tmp_path / "meso.skmld")
+    loaded = persistence.load(tmp_path / "meso.skmld")["meso"]
+    assert (loaded.time_ratio, loaded.time_ratio_, loaded.spacing_, loaded.backbone.time_step_) == ("auto", 2,
+                                                                                                    (1.0, 1.0), 2.0)
+    assert MesoDynamicsEstimator._state_problem({**state, "time_ratio_": 0}) == (
+        "fitted attribute 'time_ratio_' must be a positive int, got int 0.")
+    assert MesoDynamicsEstimator._state_problem({**state, "spacing_": (1.0, -1.0)}) == (
+        "fitted attribute 'spacing_' must be a pair (y, x) of positive floats or None, got tuple (1.0, -1.0).")
+
+
 def test_latent_channels_mismatch(micro_pipe, meso_X):
     tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
     with pytest.raises(ValueError, match=r"latent_channels=8 but the backbone has latent_channels=4"):
@@ -140,10 +232,11 @@ def test_unfitted_backbone(meso_X):
         MesoDynamicsEstimator(MicroDynamicsEstimator(), **MESO).fit(tokens)
 
 
-def test_bad_freeze(micro_pipe, meso_X):
+@pytest.mark.parametrize("freeze", [("coupled",), {"vae": 1}])
+def test_bad_freeze(micro_pipe, meso_X, freeze):
     tokens = meso_tokenizer(micro_pipe).fit_transform(meso_X)
     with pytest.raises(ValueError, match="freeze must name parts among"):
-        MesoDynamicsEstimator(micro_pipe["micro"], freeze=("coupled",), **MESO).fit(tokens)
+        MesoDynamicsEstimator(micro_pipe["micro"], freeze=freeze, **MESO).fit(tokens)
 
 
 # -- from scratch ---------------------------------------------------------------------------

@@ -164,6 +164,23 @@ def test_lazy_rollout_is_computed_only_on_demand_and_equals_the_eager_one():
     assert Decay(2)._rollout(x, (1, 1), 3, 0, 1)[1] is None  # no draws: no std
 
 
+def test_lazy_rollout_does_not_pickle_the_estimator():
+    """dask names the blocks without hashing the estimator (pickling its networks took longer than the rollout)."""
+    import dask.array as da
+
+    pickled = []
+
+    class Counted(Decay):
+        def __reduce_ex__(self, protocol):
+            pickled.append(protocol)
+            return super().__reduce_ex__(protocol)
+
+    x = _frames()
+    mean, _ = Counted(2)._rollout(da.from_array(x, chunks=(2,) + x.shape[1:]), (1, 1), 3, 0, 1)
+    np.testing.assert_array_equal(mean.compute(), Decay(2)._rollout(x, (1, 1), 3, 0, 1)[0])
+    assert pickled == []
+
+
 # -- predict, predict_draws, encode/decode and score of a fitted estimator (the session's micro pipeline) --
 def test_predict_beyond_data_extends_time(micro_pipe, micro_X):
     tokens = micro_pipe["tokens"].transform(micro_X)

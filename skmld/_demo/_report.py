@@ -7,53 +7,68 @@ import math
 MODELS = ("transfer", "from scratch", "persistence", "climatology")
 
 
-def format_table(results: dict) -> str:
-    """Plain-text, aligned comparison of transfer, from scratch, persistence and climatology."""
-    m = results["metrics"]
-    tr = m["transfer"]
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    a = abs(value)
+    return f"{value:.3g}" if (a >= 1e4 or (a < 1e-2 and a != 0)) else f"{value:.3f}" if a < 10 else f"{value:.1f}"
 
-    def fmt(value) -> str:
-        if value is None:
-            return "-"
-        if not math.isfinite(value):
-            return str(value)
-        a = abs(value)
-        return f"{value:.3g}" if (a >= 1e4 or (a < 1e-2 and a != 0)) else f"{value:.3f}" if a < 10 else f"{value:.1f}"
 
+def _metric_rows(m: dict, models, threshold: str) -> list:
+    """``(label, unit, values per model)`` of the per-field and hotspot scores of :func:`_evaluate`'s dicts."""
+    tr = m[models[0]]
     rows = []
     for f in tr["r2_per_field"]:
-        rows.append((f"R² {f}", "-", [m[k]["r2_per_field"][f] for k in MODELS]))
-    rows.append(("mean per-field R²", "-", [m[k]["r2"] for k in MODELS]))
+        rows.append((f"R² {f}", "-", [m[k]["r2_per_field"][f] for k in models]))
+    rows.append(("mean per-field R²", "-", [m[k]["r2"] for k in models]))
     for f, unit in tr["field_rmse_units"].items():
-        rows.append((f"RMSE {f}", unit, [m[k]["field_rmse"][f] for k in MODELS]))
+        rows.append((f"RMSE {f}", unit, [m[k]["field_rmse"][f] for k in models]))
     for th in tr["hot_mask"]:
-        rows.append((f"hot-mask F1, T > {th} K", "-", [m[k]["hot_mask"][th]["f1"] for k in MODELS]))
-    threshold = f"{results['evaluation']['hotspot_threshold_K']:g}"
+        rows.append((f"hot-mask F1, T > {th} K", "-", [m[k]["hot_mask"][th]["f1"] for k in models]))
     rows.append((f"hotspots per frame (true {tr['hot_mask'][threshold]['n_hotspots_true']:.2f})", "-",
-                 [m[k]["hot_mask"][threshold]["n_hotspots_pred"] for k in MODELS]))
-    rows.append(("RMSE excess heat", "K µm^2", [m[k]["hot_mask"][threshold]["excess_heat_rmse"] for k in MODELS]))
+                 [m[k]["hot_mask"][threshold]["n_hotspots_pred"] for k in models]))
+    rows.append(("RMSE excess heat", "K µm^2", [m[k]["hot_mask"][threshold]["excess_heat_rmse"] for k in models]))
     labels = {"T_hs": "RMSE T_hs", "A_hs": "RMSE A_hs", "dT_hs_dt": "RMSE dT_hs/dt", "dA_hs_dt": "RMSE dA_hs/dt"}
     for key, label in labels.items():
-        rows.append((label, tr["hotspot_rmse_units"][key], [m[k]["hotspot_rmse"][key] for k in MODELS]))
+        rows.append((label, tr["hotspot_rmse_units"][key], [m[k]["hotspot_rmse"][key] for k in models]))
     for k in (1, 2):
         rows.append((f"coverage ±{k}σ (ideal {tr[f'coverage_{k}sigma_nominal']:.3f})", "-",
-                     [m[name].get(f"coverage_{k}sigma") for name in MODELS]))
-    rows.append(("meso fit time", "s", [m[k].get("fit_time_s") for k in MODELS]))
+                     [m[name].get(f"coverage_{k}sigma") for name in models]))
+    return rows
 
-    header = ("metric", "unit", *MODELS)
-    body = [(label, unit, *(fmt(v) for v in values)) for label, unit, values in rows]
+
+def _aligned(header, rows) -> list[str]:
+    """Header and rows as aligned lines between rules."""
+    body = [(label, unit, *(_fmt(v) for v in values)) for label, unit, values in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(r):
         return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1])]
                          + [c.rjust(w) for c, w in zip(r[2:], widths[2:])]).rstrip()
 
+    rule = "-" * len(line(header))
+    return [rule, line(header), rule, *map(line, body), rule]
+
+
+def format_scores(metrics: dict, threshold: float) -> str:
+    """Aligned table of per-field and hotspot scores, one column per model (``skmld evaluate``)."""
+    models = tuple(metrics)
+    return "\n".join(_aligned(("metric", "unit", *models), _metric_rows(metrics, models, f"{threshold:g}")))
+
+
+def format_table(results: dict) -> str:
+    """Plain-text, aligned comparison of transfer, from scratch, persistence and climatology."""
+    m = results["metrics"]
+    threshold = f"{results['evaluation']['hotspot_threshold_K']:g}"
+    rows = _metric_rows(m, MODELS, threshold)
+    rows.append(("meso fit time", "s", [m[k].get("fit_time_s") for k in MODELS]))
     d, ev = results["data"], results["evaluation"]
     t = results["timings_s"]
     test = d["meso_test"]
     title = (f"held-out meso samples: {test['sample']} x {test['time']} snapshots of {test['y']} x {test['x']}; "
              f"meso training samples: {d['meso_train']['sample']}; micro samples: {d['micro']['sample']}")
-    rule = "-" * len(line(header))
     no_hs = ev["no_hotspot_rmse"]
     rec = ", ".join(f"{f} {v:.2f}" for f, v in ev["micro_reconstruction_rmse_ratio"].items())
     footer = [
@@ -62,7 +77,7 @@ def format_table(results: dict) -> str:
         f"micro fit {t['fit_micro']:.0f} s, simulation {t['simulate']:.0f} s, total {t['total']:.0f} s "
         f"(preset {results['preset']!r}); errors over time steps after the first, physical units",
     ]
-    return "\n".join([title, rule, line(header), rule, *map(line, body), rule, *footer])
+    return "\n".join([title, *_aligned(("metric", "unit", *MODELS), rows), *footer])
 
 
 def format_uncertainty_table(results: dict) -> str:
