@@ -12,6 +12,7 @@ data. No TensorFlow here.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -19,7 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 import xarray as xr
 
-from skmld.fields import _check_finite
+from skmld.fields import _check_finite, is_lazy
 
 __all__ = ["TOKEN_ATTRS", "TOKEN_DIMS", "TokenSpec", "as_tokens", "check_token_dims", "grid_coords", "grid_step",
            "resolve_patch", "resolve_ranges"]
@@ -151,6 +152,20 @@ def resolve_ranges(ranges, view, check: bool, check_fixed: bool) -> dict:
         if suspects:
             _check_finite(view._replace(names=[view.names[i] for i in suspects],
                                         arrays=[view.arrays[i] for i in suspects]), "X")
+    for i, f in enumerate(view.names):
+        arr = view.arrays[i]
+        if f in given and not is_lazy(arr) and arr.size:  # lazy data: not read for a warning
+            lo, hi = fixed[f]
+            vmin, vmax = float(np.nanmin(arr.values)), float(np.nanmax(arr.values))
+            # Wholly outside, as normalised data against physical ranges; partly outside is common
+            # (meso data hotter than the micro ranges they are scaled with) and not warned about.
+            if vmax < lo or vmin > hi:
+                warnings.warn(f"Field {f!r} has values in [{vmin:g}, {vmax:g}], wholly outside its fixed range "
+                              f"ranges[{f!r}] = ({lo:g}, {hi:g}): they scale to "
+                              f"[{(vmin - lo) / max(hi - lo, 1e-300):.3g}, {(vmax - lo) / max(hi - lo, 1e-300):.3g}]"
+                              " instead of [0, 1]. Data min-max normalised to [0, 1] get their physical units "
+                              "back with normalised_from= (skmld.datasets.from_reference_arrays, "
+                              "skmld.open_fields).", UserWarning, stacklevel=4)
     for f in view.names:
         lo, hi = fixed[f]
         # Tokens are float32: the scaled offset (x - min) must fit one.

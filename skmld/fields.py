@@ -127,8 +127,13 @@ def _field_view(obj: Any, name: str = "X") -> _FieldView:
             arr.attrs = {}  # isel made new objects; drop_attrs would copy the data
         attrs = {k: v for k, v in obj.attrs.items() if not (k == "units" and isinstance(v, Mapping))}
         return _FieldView(names, arrays, units, attrs, xr.DataArray)
+    hint = ""
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # a bare array: say how to wrap it
+        hint = (" A (samples, H, W, fields, time) array, as the reference code stores it, becomes one with "
+                "skmld.datasets.from_reference_arrays(array, fields=[...], dt=..., dx=...); files open with "
+                "skmld.open_fields (see docs/your_data.md).")
     raise TypeError(f"{name} must be an xarray.Dataset (one variable per field) or an xarray.DataArray with dims "
-                    f"{FIELD_DIMS}, got {type(obj).__name__}.")
+                    f"{FIELD_DIMS}, got {type(obj).__name__}.{hint}")
 
 
 def as_fields(obj: xr.Dataset | xr.DataArray) -> xr.DataArray:

@@ -414,3 +414,21 @@ def test_in_pipeline():
     Tm = meso.fit_transform(Xm)
     assert Tm.attrs["skmld_ranges"] == T.attrs["skmld_ranges"]
     assert Tm.attrs["skmld_token_shape"] == T.attrs["skmld_token_shape"] == [4, 4]
+
+
+def test_normalised_data_against_physical_ranges_warn_and_arrays_are_pointed_to_their_wrapper():
+    """[0, 1] data with ranges in kelvin would scale to a sliver below 0; a bare array is told how to become fields."""
+    import warnings
+
+    normalised = make_fields(fields=("temperature",))  # values in [0, 1), labelled K
+    with pytest.warns(UserWarning, match=r"'temperature' has values in \[0\.\d+, 0\.9\d+\], wholly outside its "
+                                         r"fixed range ranges\['temperature'\] = \(300, 5000\): they scale to "
+                                         r"\[-0\.06\d+, -0\.06\d+\].*normalised_from="):
+        PatchTokenizer(ranges={"temperature": (300.0, 5000.0)}).fit(normalised)
+    physical = make_fields(fields=("temperature",), lows=[300.0], spans=[4700.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # physical data within the range: silent
+        PatchTokenizer(ranges={"temperature": (300.0, 5000.0)}).fit(physical)
+    with pytest.raises(TypeError, match=r"got ndarray\. A \(samples, H, W, fields, time\) array.*"
+                                        r"skmld\.datasets\.from_reference_arrays"):
+        PatchTokenizer().fit(np.zeros((2, 32, 32, 3, 4)))
