@@ -225,6 +225,9 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
                     UserWarning,
                     stacklevel=user_stacklevel(),
                 )
+        self.units_ = {f: u for f, u in zip(layout.fields, layout.units or ()) if u}
+        self.spacing_ = tuple(None if s is None else float(s) for s in layout.spacing)
+        self.time_step_ = None if layout.time_step is None else float(layout.time_step)
         self._check_compatible(layout)
         T = x.shape[1]
         if T - 1 < max(horizons):
@@ -361,6 +364,10 @@ class LatentDynamicsEstimator(PredictionMixin, _state.FittedState, FieldDataTags
     _optional_fitted_attrs: ClassVar[dict] = {
         "latent_range_": ("a finite float64 array of shape (2, n_latent_channels), minima <= maxima",
                           _state.latent_range),
+        # The data's physical scales (meso compares them with its backbone's); absent: unknown.
+        "units_": ("a dict of field -> units", _state.str_dict),
+        "spacing_": ("a pair (y, x) of positive floats or None", _state.positive_pair),
+        "time_step_": ("None or a positive float", _state.positive_or_none),
     }
     _runtime_attrs: tuple = ("_networks", "_rollout_fn")
     _runtime_params: tuple = _shared_params  # a strategy belongs to the process that made it

@@ -18,7 +18,7 @@ from skmld import _engine
 from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
 from skmld._state import Slot, is_int
 from skmld._trainer import user_stacklevel
-from skmld.micro import SCALE_ATTRS, MicroDynamicsEstimator, build_networks, record_scales
+from skmld.micro import MicroDynamicsEstimator, build_networks
 from skmld.nn.dynamics import DYNAMICS
 
 FREEZABLE = ("vae", "decoupled")
@@ -256,7 +256,6 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
         return tuple(self.backbone.token_shape_) if self.backbone is not None else tuple(layout.token_shape)
 
     def _check_compatible(self, layout):
-        record_scales(self, layout)
         bb = self.backbone
         if bb is None:
             self.time_ratio_ = _DEFAULT_RATIO if self.time_ratio == "auto" else int(self.time_ratio)
@@ -373,7 +372,7 @@ latent_margin, on_divergence, device, precision, jit_compile, verbose, random_st
 
     # -- fitted state: the backbone is stored as itself; keep only the parts we own --
     _estimator_slots = {"backbone": Slot(("MicroDynamicsEstimator",))}
-    _optional_fitted_attrs = {**LatentDynamicsEstimator._optional_fitted_attrs, **SCALE_ATTRS,
+    _optional_fitted_attrs = {**LatentDynamicsEstimator._optional_fitted_attrs,
                               "time_ratio_": ("a positive int", lambda v: is_int(v) and v >= 1)}
 
     def _network_names(self) -> list:

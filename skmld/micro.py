@@ -7,25 +7,10 @@ from numbers import Integral, Real
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from skmld import _engine, _state
+from skmld import _engine
 from skmld._base import LatentDynamicsEstimator, Stage, _per_horizon
 from skmld.nn import build_decoder, build_dynamics, build_encoder
 from skmld.nn.dynamics import DYNAMICS
-
-#: Fitted attributes holding the physical scales of the data fitted on; estimators fitted before them lack them.
-SCALE_ATTRS: dict = {
-    "units_": ("a dict of field -> units", _state.str_dict),
-    "spacing_": ("a pair (y, x) of positive floats or None", _state.positive_pair),
-    "time_step_": ("None or a positive float", _state.positive_or_none),
-}
-
-
-def record_scales(est, layout) -> None:
-    """Set ``units_``, ``spacing_`` and ``time_step_`` of ``est`` from the layout of its fit data."""
-    est.units_ = {f: u for f, u in zip(layout.fields, layout.units or ()) if u}
-    est.spacing_ = tuple(None if s is None else float(s) for s in layout.spacing)
-    est.time_step_ = None if layout.time_step is None else float(layout.time_step)
-
 
 def build_networks(fields, *, latent_channels, filters, kernel_size, dynamics, dynamics_filters, dropout, dtype,
                    stats=None):
@@ -318,12 +303,6 @@ class MicroDynamicsEstimator(LatentDynamicsEstimator):
         self
         """
         return self._fit(X)
-
-    _optional_fitted_attrs = {**LatentDynamicsEstimator._optional_fitted_attrs, **SCALE_ATTRS}
-
-    def _check_compatible(self, layout):
-        # The one hook _base._fit calls with the fit data's layout (after checking it, before training).
-        record_scales(self, layout)
 
     def _make_networks(self, fields, ranges, token_shape, stats=None):
         return build_networks(
