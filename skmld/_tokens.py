@@ -139,11 +139,15 @@ def resolve_ranges(ranges, view, check: bool, check_fixed: bool) -> dict:
         fixed[f] = (lo, hi)
     given = set(fixed)
     todo = [i for i, f in enumerate(view.names) if f not in fixed]
-    if todo:
-        # One Dataset of per-field reductions: dask computes them in one pass. NaN propagates
-        # (skipna=False), so a range that is not finite flags a field to check.
-        red = xr.Dataset({f"{k}{i}": getattr(view.arrays[i], k)(skipna=False)
-                          for i in todo for k in ("min", "max")}).compute()
+    # NumPy-backed fields with a fixed range are read too, to warn when they lie wholly outside it
+    # (lazy data are not read for a warning).
+    compared = [i for i, f in enumerate(view.names) if f in given and not is_lazy(view.arrays[i])
+                and view.arrays[i].size]
+    if todo or compared:
+        # One Dataset of per-field reductions: dask computes them in one pass. For the ranges NaN
+        # propagates (skipna=False), so a range that is not finite flags a field to check.
+        red = xr.Dataset({f"{k}{i}": getattr(view.arrays[i], k)(skipna=i in compared)
+                          for i in todo + compared for k in ("min", "max")}).compute()
         for i in todo:
             fixed[view.names[i]] = (float(red[f"min{i}"]), float(red[f"max{i}"]))
     if check:
@@ -152,20 +156,18 @@ def resolve_ranges(ranges, view, check: bool, check_fixed: bool) -> dict:
         if suspects:
             _check_finite(view._replace(names=[view.names[i] for i in suspects],
                                         arrays=[view.arrays[i] for i in suspects]), "X")
-    for i, f in enumerate(view.names):
-        arr = view.arrays[i]
-        if f in given and not is_lazy(arr) and arr.size:  # lazy data: not read for a warning
-            lo, hi = fixed[f]
-            vmin, vmax = float(np.nanmin(arr.values)), float(np.nanmax(arr.values))
-            # Wholly outside, as normalised data against physical ranges; partly outside is common
-            # (meso data hotter than the micro ranges they are scaled with) and not warned about.
-            if vmax < lo or vmin > hi:
-                warnings.warn(f"Field {f!r} has values in [{vmin:g}, {vmax:g}], wholly outside its fixed range "
-                              f"ranges[{f!r}] = ({lo:g}, {hi:g}): they scale to "
-                              f"[{(vmin - lo) / max(hi - lo, 1e-300):.3g}, {(vmax - lo) / max(hi - lo, 1e-300):.3g}]"
-                              " instead of [0, 1]. Data min-max normalised to [0, 1] get their physical units "
-                              "back with normalised_from= (skmld.datasets.from_reference_arrays, "
-                              "skmld.open_fields).", UserWarning, stacklevel=4)
+    for i in compared:
+        f, (lo, hi) = view.names[i], fixed[view.names[i]]
+        vmin, vmax = float(red[f"min{i}"]), float(red[f"max{i}"])
+        # Wholly outside, as normalised data against physical ranges; partly outside is common
+        # (meso data hotter than the micro ranges they are scaled with) and not warned about.
+        if vmax < lo or vmin > hi:
+            warnings.warn(f"Field {f!r} has values in [{vmin:g}, {vmax:g}], wholly outside its fixed range "
+                          f"ranges[{f!r}] = ({lo:g}, {hi:g}): they scale to "
+                          f"[{(vmin - lo) / max(hi - lo, 1e-300):.3g}, {(vmax - lo) / max(hi - lo, 1e-300):.3g}]"
+                          " instead of [0, 1]. Data min-max normalised to [0, 1] get their physical units "
+                          "back with normalised_from= (skmld.datasets.from_reference_arrays, "
+                          "skmld.open_fields).", UserWarning, stacklevel=4)
     for f in view.names:
         lo, hi = fixed[f]
         # Tokens are float32: the scaled offset (x - min) must fit one.
