@@ -218,10 +218,10 @@ def predict(model_path, data_path, out_path, coverage=(), n_draws: int = 0):
 
 def evaluate(model_path, data_path, out_dir, threshold: float) -> dict:
     """The saved pipeline and persistence, scored per field and on hotspots against a field file; results.json."""
-    from skmld import open_fields
-    from skmld.persistence import load
+    from skmld import PersistenceBaseline, open_fields
     from skmld._demo._evaluate import _evaluate
     from skmld.outputs import predict_fields
+    from skmld.persistence import load
     from skmld.plotting import plot_hotspots, plot_rollout
 
     out_dir = Path(out_dir)
@@ -231,7 +231,7 @@ def evaluate(model_path, data_path, out_dir, threshold: float) -> dict:
     out = predict_fields(pipe, truth, return_std=True)
     truth_ds = truth.to_dataset("field")
     pred, std = out["mean"].to_dataset("field"), out["std"].to_dataset("field")
-    persistence = truth_ds.isel(time=[0] * truth_ds.sizes["time"]).assign_coords(time=truth_ds["time"])
+    persistence = PersistenceBaseline().fit(truth).predict(truth).to_dataset("field")
     metrics = {"model": _evaluate("model", truth_ds, pred, std, threshold),
                "persistence": _evaluate("persistence", truth_ds, persistence, None, threshold)}
     files = {"rollout": "rollout.png", "hotspots": "hotspots.png", "results": "results.json"}
