@@ -33,6 +33,12 @@ def resident_mib(key: str = "VmRSS") -> float:
     return int(status[key].split()[0]) / 1024
 
 
+def in_fresh_process(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a new Python process (spawned: no memory inherited from this one)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 def write_store(path: Path, copies: int, dtype: str = "float32") -> Path:
     """A Zarr store of ``4 * copies`` samples (64 × 128 px, 7 steps, 3 fields, ``dtype``), written chunk by chunk."""
     import numpy as np
@@ -103,10 +109,7 @@ def main(argv=None) -> int:
                     decoupled_epochs=args.decoupled_epochs, epochs=args.epochs, predict=not args.no_predict)
     # Each run in a fresh process: both pay the same fixed costs (TensorFlow, dask,
     # traced networks, thread pools) and neither inherits the other's memory.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-        small = pool.submit(fit_score_predict, small_store, **settings).result()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-        big = pool.submit(fit_score_predict, big_store, **settings).result()
+    small, big = (in_fresh_process(fit_score_predict, store, **settings) for store in (small_store, big_store))
     print(json.dumps({"group_mib": settings["group_bytes"] / 2**20, "batch_size": args.batch_size,
                       "small": small, "big": big}))
     return 0
