@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from skmld import _engine
@@ -135,6 +136,7 @@ def test_multistep_field_weights_weigh_each_field():
     np.testing.assert_allclose(multistep([2.0, 0.5, 3.0]), 2 * parts[0] + 0.5 * parts[1] + 3 * parts[2], rtol=1e-5)
 
 
+@pytest.mark.traced
 def test_encode_and_decode_trace_once_per_grid():
     """Frames of other batch sizes reuse a grid's one trace; another grid gets its own. Both equal eager calls."""
     nets = tiny_networks()

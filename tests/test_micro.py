@@ -63,9 +63,16 @@ def test_plain_fields_one_token_per_sample(micro_X):
 
 
 # -- learning ----------------------------------------------------------------------------
-@pytest.fixture(scope="session")  # session: kept while the worker runs other modules' tests in between
-def recorded_fit(micro_X):
-    """A fit over two horizons, with a snapshot of every network at the start and at the end of each dynamics horizon."""
+# Two fits, run side by side on two workers: the VAE and decoupled stages, and the coupled stage
+# alone (its VAE and decoupled networks untrained, so only that each stays untouched is checked).
+VAE_AND_DECOUPLED = {**LEARNING, "coupled_epochs": 0}
+COUPLED_ONLY = {**LEARNING, "vae_epochs": 0, "decoupled_epochs": 0}
+
+
+def _recorded_fit(X, params):
+    """A fit with a snapshot of every network at the start and at the end of each dynamics horizon."""
+    import warnings
+
     from skmld._trainer import Trainer
 
     snapshots, ends = [], []
@@ -79,45 +86,83 @@ def recorded_fit(micro_X):
         run_horizon(self, index, stage, h_index, *args, **kwargs)
         ends.append((stage.name, stage.horizons[h_index], weights(self.estimator._networks.models)))
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "After the VAE stage", UserWarning)  # no VAE epoch in COUPLED_ONLY
         mp.setattr(_engine, "make_dynamics_step", recording)
         mp.setattr(Trainer, "run_horizon", run_and_record)
-        est = MicroDynamicsEstimator(**LEARNING)
-        pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+        pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", MicroDynamicsEstimator(**params))]).fit(X)
     return pipe, snapshots, ends
 
 
-@pytest.mark.xdist_group("micro_recorded_fit")
-def test_each_stage_reduces_training_loss(recorded_fit):
-    history = recorded_fit[0]["micro"].history_
+@pytest.fixture(scope="session")  # session: kept while the worker runs other modules' tests in between
+def decoupled_fit(micro_X):
+    return _recorded_fit(micro_X, VAE_AND_DECOUPLED)
+
+
+@pytest.fixture(scope="session")
+def coupled_fit(micro_X):
+    return _recorded_fit(micro_X, COUPLED_ONLY)
+
+
+def _losses_by_stage_and_horizon(history) -> dict:
     runs = {}
     for r in history:
         runs.setdefault((r["stage"], r["horizon"]), []).append(r["loss"])
-    assert set(runs) == {("vae", 0), ("decoupled", 1), ("decoupled", 2), ("coupled", 1), ("coupled", 2)}
+    return runs
+
+
+@pytest.mark.traced
+@pytest.mark.xdist_group("micro_decoupled_fit")
+def test_vae_and_decoupled_stages_reduce_training_loss(decoupled_fit):
+    runs = _losses_by_stage_and_horizon(decoupled_fit[0]["micro"].history_)
+    assert set(runs) == {("vae", 0), ("decoupled", 1), ("decoupled", 2)}
     for key, losses in runs.items():
         assert losses[-1] < losses[0], f"{key}: loss went from {losses[0]} to {losses[-1]}"
 
 
-@pytest.mark.xdist_group("micro_recorded_fit")
-def test_frozen_parts_stay_frozen(recorded_fit):
-    pipe, snapshots, _ = recorded_fit
+@pytest.mark.traced
+@pytest.mark.xdist_group("micro_coupled_fit")
+def test_coupled_stage_reduces_training_loss(coupled_fit):
+    runs = _losses_by_stage_and_horizon(coupled_fit[0]["micro"].history_)
+    assert set(runs) == {("coupled", 1), ("coupled", 2)}
+    for key, losses in runs.items():
+        assert losses[-1] < losses[0], f"{key}: loss went from {losses[0]} to {losses[-1]}"
+
+
+@pytest.mark.traced
+@pytest.mark.xdist_group("micro_decoupled_fit")
+def test_vae_frozen_through_the_decoupled_stage(decoupled_fit):
+    pipe, snapshots, _ = decoupled_fit
     final = weights(pipe["micro"]._networks.models)
     vae = [k for k in final if k.startswith(("encoder", "decoder"))]
-    decoupled = [k for k in final if k.startswith("decoupled")]
-    first_coupled = next(s for c, h, s in snapshots if c)
-    for _, _, snap in snapshots:  # VAE frozen through both dynamics stages
+    assert vae and len(snapshots) == 2
+    for _, _, snap in snapshots:
         for k in vae:
             assert_same(snap[k], final[k])
-    for k in decoupled:  # decoupled frozen through the coupled stage
-        assert_same(first_coupled[k], final[k])
     # ... while the stage's own networks did change.
-    assert any(not np.array_equal(a, b) for a, b in zip(first_coupled["coupled_mean"], final["coupled_mean"]))
+    decoupled = [k for k in final if k.startswith("decoupled")]
+    assert any(not np.array_equal(a, b) for k in decoupled for a, b in zip(snapshots[0][2][k], final[k]))
 
 
-@pytest.mark.xdist_group("micro_recorded_fit")
-def test_curriculum_warm_starts(recorded_fit):
+@pytest.mark.traced
+@pytest.mark.xdist_group("micro_coupled_fit")
+def test_vae_and_decoupled_frozen_through_the_coupled_stage(coupled_fit):
+    pipe, snapshots, _ = coupled_fit
+    final = weights(pipe["micro"]._networks.models)
+    frozen = [k for k in final if k.startswith(("encoder", "decoder", "decoupled"))]
+    assert frozen and [c for c, _, _ in snapshots] == [True, True]
+    for _, _, snap in snapshots:
+        for k in frozen:
+            assert_same(snap[k], final[k])
+    # ... while the stage's own networks did change.
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshots[0][2]["coupled_mean"], final["coupled_mean"]))
+
+
+@pytest.mark.traced
+@pytest.mark.xdist_group("micro_decoupled_fit")
+def test_curriculum_warm_starts(decoupled_fit):
     """Horizon 2 starts from the weights horizon 1 ended with, not from fresh ones."""
-    _, snapshots, ends = recorded_fit
+    _, snapshots, ends = decoupled_fit
     start_h2 = next(s for c, h, s in snapshots if not c and h == 2)
     after_h1 = next(s for name, h, s in ends if name == "decoupled" and h == 1)
     start_h1 = next(s for c, h, s in snapshots if not c and h == 1)
@@ -259,6 +304,7 @@ def test_mixed_bfloat16_on_cpu(micro_pipe, micro_X):
 
 # XLA compiles each training step for tens of seconds: the VAE step (with the rollouts) and the
 # dynamics step are compiled in two tests, which can run side by side.
+@pytest.mark.traced
 def test_xla_vae_training_step_and_rollout(micro_X):
     est = MicroDynamicsEstimator(**{**TINY, "decoupled_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
@@ -267,6 +313,7 @@ def test_xla_vae_training_step_and_rollout(micro_X):
     assert mean.sizes["time"] == 6 and np.isfinite(mean.values).all() and (std.values > 0).any()
 
 
+@pytest.mark.traced
 def test_xla_dynamics_training_step(micro_X):
     est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
     with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch
@@ -298,6 +345,7 @@ def _xla_compiles_bf16_unet_gradients() -> bool:
     return True
 
 
+@pytest.mark.traced
 def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
     # XLA's CPU backend (TensorFlow 2.21) cannot compile the U-Nets' bf16 max-pool gradients: where a
     # probe of that op fails, the fit must say which parameters to change, not fail with an XLA dump;

@@ -65,6 +65,7 @@ def test_stack_puts_steps_second(step_shape):
     np.testing.assert_array_equal(_rollout._stack(ta).numpy(), np.stack(steps, axis=1))
 
 
+@pytest.mark.traced
 def test_per_grid_traces_once_per_grid_and_dtype_for_any_batch():
     traces = []
 

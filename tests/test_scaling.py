@@ -193,6 +193,7 @@ def test_cross_validation_in_loky_workers(micro_X):
     assert set(parallel["test_threads"]) == {float(max(1, joblib.cpu_count() // 2))}
 
 
+@pytest.mark.traced
 def test_repeated_fits_in_one_process_free_their_graphs(micro_X):
     """A fitted estimator, once dropped, leaves no traced graph behind, so a long model search does not grow.
 
