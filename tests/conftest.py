@@ -1,15 +1,21 @@
-"""Test-wide settings: quiet TensorFlow, and run tiny fits eagerly.
+"""Test-wide settings: quiet TensorFlow, and train the tiny test models eagerly.
 
 The tiny test models spend most of their time being traced, not running: a
 fit of one batch per stage costs about 27 s traced and 15 s eager on the
-2-core machine. Tests therefore run TensorFlow's functions eagerly
-(``tf.config.run_functions_eagerly``), except those marked ``traced``: the
-ones that check tracing itself (trace counts, XLA, freed graphs) and the
-learning fit, whose hundred-odd steps run ~3x slower eagerly. Every test that
-starts a Python process of its own (determinism, SIGKILL, distribution,
-out-of-core, fresh-process pickles) runs traced there, so the graph path is
-exercised end to end. Where a test is traced, Grappler's graph rewrites are
-off: they change no results beyond float rounding but cost seconds per trace.
+2-core machine, because each stage traces its training step for one or two
+steps. Rollouts are the other way round: a traced rollout is reused by every
+later prediction of the same model (the shared fitted models below serve
+dozens of tests), while an eager one pays its Python overhead on every call.
+So the tests train eagerly (the trainer's ``fit`` runs under
+``tf.config.run_functions_eagerly``) and predict traced. Tests marked
+``traced`` train traced too: those that check tracing itself (trace counts,
+XLA, freed graphs) and the learning fits, whose hundred-odd steps run ~3x
+slower eagerly. Every test that starts a Python process of its own
+(determinism, SIGKILL, distribution, out-of-core, fresh-process pickles) trains
+traced there. ``SKMLD_TESTS_TRACED=1`` trains every test traced.
+
+Grappler's graph rewrites are off: they change no results beyond float
+rounding but cost seconds per trace.
 """
 
 import os
@@ -20,6 +26,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+ALL_TRACED = os.environ.get("SKMLD_TESTS_TRACED", "") not in ("", "0")
+_eager_training = not ALL_TRACED  # for the test being run; set before its fixtures are
+
 
 def pytest_configure(config):
     try:
@@ -27,14 +36,29 @@ def pytest_configure(config):
     except ImportError:  # the data layer's tests need no TensorFlow
         return
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    tf.config.run_functions_eagerly(True)
+    from skmld._base import LatentDynamicsEstimator
+    from skmld._trainer import Trainer
+
+    class TestTrainer(Trainer):
+        """The estimators' trainer, training eagerly unless the test is marked ``traced``."""
+
+        def fit(self, *args, **kwargs):
+            if not _eager_training or tf.config.functions_run_eagerly():
+                return super().fit(*args, **kwargs)
+            tf.config.run_functions_eagerly(True)
+            try:
+                return super().fit(*args, **kwargs)
+            finally:
+                tf.config.run_functions_eagerly(False)
+
+    LatentDynamicsEstimator._trainer_class = TestTrainer
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Traced or eager for the whole test, its fixtures included (before any fixture is set up)."""
-    if "tensorflow" in sys.modules:
-        sys.modules["tensorflow"].config.run_functions_eagerly(item.get_closest_marker("traced") is None)
+    """Eager or traced training for the whole test, its fixtures included (before any fixture is set up)."""
+    global _eager_training
+    _eager_training = not ALL_TRACED and item.get_closest_marker("traced") is None
 
 
 # -- shared tiny fitted models (built once per test process) -----------------------
