@@ -1,18 +1,16 @@
-"""Test-wide settings: quiet TensorFlow, and train the tiny test models eagerly.
+"""Test-wide settings: quiet TensorFlow, and run the tiny test models eagerly.
 
 The tiny test models spend most of their time being traced, not running: a
 fit of one batch per stage costs about 27 s traced and 15 s eager on the
-2-core machine, because each stage traces its training step for one or two
-steps. Rollouts are the other way round: a traced rollout is reused by every
-later prediction of the same model (the shared fitted models below serve
-dozens of tests), while an eager one pays its Python overhead on every call.
-So the tests train eagerly (the trainer's ``fit`` runs under
-``tf.config.run_functions_eagerly``) and predict traced. Tests marked
-``traced`` train traced too: those that check tracing itself (trace counts,
-XLA, freed graphs) and the learning fits, whose hundred-odd steps run ~3x
-slower eagerly. Every test that starts a Python process of its own
-(determinism, SIGKILL, distribution, out-of-core, fresh-process pickles) trains
-traced there. ``SKMLD_TESTS_TRACED=1`` trains every test traced.
+2-core machine, and a first prediction 7-10 s traced and 2-4 s eager, because
+each training step and rollout is traced for one or two calls. So the tests
+run TensorFlow's functions eagerly (``tf.config.run_functions_eagerly``).
+Tests marked ``traced`` run traced: those that check tracing itself (trace
+counts, XLA, freed graphs) and the learning fits, whose hundred-odd steps run
+~3x slower eagerly. Every test that starts a Python process of its own
+(determinism, SIGKILL, distribution, out-of-core, loky workers, fresh-process
+pickles) runs traced there, so the graph path is exercised end to end.
+``SKMLD_TESTS_TRACED=1`` runs every test traced.
 
 Grappler's graph rewrites are off: they change no results beyond float
 rounding but cost seconds per trace.
@@ -27,7 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ALL_TRACED = os.environ.get("SKMLD_TESTS_TRACED", "") not in ("", "0")
-_eager_training = not ALL_TRACED  # for the test being run; set before its fixtures are
 
 
 def pytest_configure(config):
@@ -36,29 +33,15 @@ def pytest_configure(config):
     except ImportError:  # the data layer's tests need no TensorFlow
         return
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    from skmld._base import LatentDynamicsEstimator
-    from skmld._trainer import Trainer
-
-    class TestTrainer(Trainer):
-        """The estimators' trainer, training eagerly unless the test is marked ``traced``."""
-
-        def fit(self, *args, **kwargs):
-            if not _eager_training or tf.config.functions_run_eagerly():
-                return super().fit(*args, **kwargs)
-            tf.config.run_functions_eagerly(True)
-            try:
-                return super().fit(*args, **kwargs)
-            finally:
-                tf.config.run_functions_eagerly(False)
-
-    LatentDynamicsEstimator._trainer_class = TestTrainer
+    tf.config.run_functions_eagerly(not ALL_TRACED)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Eager or traced training for the whole test, its fixtures included (before any fixture is set up)."""
-    global _eager_training
-    _eager_training = not ALL_TRACED and item.get_closest_marker("traced") is None
+    """Eager or traced for the whole test, its fixtures included (before any fixture is set up)."""
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].config.run_functions_eagerly(
+            not ALL_TRACED and item.get_closest_marker("traced") is None)
 
 
 # -- shared tiny fitted models (built once per test process) -----------------------

@@ -7,6 +7,7 @@ Python process.
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -52,13 +53,17 @@ params = dict(filters=2, dynamics_filters=2, dropout=0.0, horizons=(1,), vae_epo
               vae_loss="sse")
 strategies = [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]
 out = {}
+
+
 if sys.argv[1] == "micro":
     for name, strategy in strategies:
         micro = MicroDynamicsEstimator(**params, distribute=strategy).fit(tokens)
         out[name] = {"history": micro.history_, "pred": micro.predict(tokens).values.ravel()[::7].tolist(),
                      "replicas": 1 if strategy is None else strategy.num_replicas_in_sync}
-else:  # both meso fits start from one micro model fitted on one device
-    micro = MicroDynamicsEstimator(**params).fit(tokens)
+else:  # both meso fits start from one micro model fitted on one device: the test session's, pickled
+    import pickle
+    with open(sys.argv[2], "rb") as f:
+        micro = pickle.load(f)
     for name, strategy in strategies:
         meso = MesoDynamicsEstimator(micro, epochs=1, horizons=(1,), batch_size=3, random_state=0,
                                      distribute=strategy).fit(meso_tokens)
@@ -70,14 +75,16 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", ["micro", "meso"])
-def test_mirrored_strategy_matches_single_device(scale):
+def test_mirrored_strategy_matches_single_device(scale, micro_pipe, tmp_path):
     """Same global batch on 2 replicas and on 1 device: same losses, weights and predictions to float rounding.
 
     oneDNN is off: its CPU kernels fail ("input depth must be evenly divisible by
     filter depth") when two logical CPU devices run different batch shapes at
     once, a TensorFlow issue of logical CPU devices only (docs/scaling.md).
     """
-    out = run_python(MIRRORED, scale, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    backbone = tmp_path / "micro.pkl"
+    backbone.write_bytes(pickle.dumps(micro_pipe["micro"]))  # fitted on the same data as MIRRORED's tokens
+    out = run_python(MIRRORED, scale, str(backbone), env={"TF_ENABLE_ONEDNN_OPTS": "0"})
     single, mirrored = out["single"], out["mirrored"]
     assert mirrored["replicas"] == 2
     assert len(single["history"]) == len(mirrored["history"]) > 0
