@@ -53,8 +53,6 @@ params = dict(filters=2, dynamics_filters=2, dropout=0.0, horizons=(1,), vae_epo
               vae_loss="sse")
 strategies = [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]
 out = {}
-
-
 if sys.argv[1] == "micro":
     for name, strategy in strategies:
         micro = MicroDynamicsEstimator(**params, distribute=strategy).fit(tokens)
