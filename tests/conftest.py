@@ -45,7 +45,6 @@ def pytest_runtest_setup(item):
 
 
 # -- shared tiny fitted models (built once per test process) -----------------------
-
 TINY = dict(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, batch_size=8, random_state=0)
 
 
