@@ -158,13 +158,13 @@ def resolve_ranges(ranges, view, check: bool, check_fixed: bool) -> dict:
                                         arrays=[view.arrays[i] for i in suspects]), "X")
     for i in compared:
         f, (lo, hi) = view.names[i], fixed[view.names[i]]
-        vmin, vmax = float(red[f"min{i}"]), float(red[f"max{i}"])
+        vmin, vmax, span = float(red[f"min{i}"]), float(red[f"max{i}"]), max(hi - lo, 1e-300)
         # Wholly outside, as normalised data against physical ranges; partly outside is common
         # (meso data hotter than the micro ranges they are scaled with) and not warned about.
         if vmax < lo or vmin > hi:
             warnings.warn(f"Field {f!r} has values in [{vmin:g}, {vmax:g}], wholly outside its fixed range "
                           f"ranges[{f!r}] = ({lo:g}, {hi:g}): they scale to "
-                          f"[{(vmin - lo) / max(hi - lo, 1e-300):.3g}, {(vmax - lo) / max(hi - lo, 1e-300):.3g}]"
+                          f"[{(vmin - lo) / span:.3g}, {(vmax - lo) / span:.3g}]"
                           " instead of [0, 1]. Data min-max normalised to [0, 1] get their physical units "
                           "back with normalised_from= (skmld.datasets.from_reference_arrays, "
                           "skmld.open_fields).", UserWarning, stacklevel=4)

@@ -73,16 +73,19 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", ["micro", "meso"])
-def test_mirrored_strategy_matches_single_device(scale, micro_pipe, tmp_path):
+def test_mirrored_strategy_matches_single_device(scale, request, tmp_path):
     """Same global batch on 2 replicas and on 1 device: same losses, weights and predictions to float rounding.
 
     oneDNN is off: its CPU kernels fail ("input depth must be evenly divisible by
     filter depth") when two logical CPU devices run different batch shapes at
     once, a TensorFlow issue of logical CPU devices only (docs/scaling.md).
     """
-    backbone = tmp_path / "micro.pkl"
-    backbone.write_bytes(pickle.dumps(micro_pipe["micro"]))  # fitted on the same data as MIRRORED's tokens
-    out = run_python(MIRRORED, scale, str(backbone), env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    args = [scale]
+    if scale == "meso":  # the session's backbone, fitted on the same data as MIRRORED's tokens
+        backbone = tmp_path / "micro.pkl"
+        backbone.write_bytes(pickle.dumps(request.getfixturevalue("micro_pipe")["micro"]))
+        args.append(str(backbone))
+    out = run_python(MIRRORED, *args, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
     single, mirrored = out["single"], out["mirrored"]
     assert mirrored["replicas"] == 2
     assert len(single["history"]) == len(mirrored["history"]) > 0
