@@ -18,6 +18,7 @@ rounding but cost seconds per trace.
 
 import os
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -27,7 +28,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ALL_TRACED = os.environ.get("SKMLD_TESTS_TRACED", "") not in ("", "0")
 
 
+def _share_the_cores():
+    """Each xdist worker (and every process it starts) gets its share of the cores, as joblib's workers do.
+
+    TensorFlow sizes its pools by all the cores; two workers on two cores then run
+    four busy threads, which cost the tiny test models ~10 % of the suite's time.
+    skmld sizes TensorFlow's pools by ``OMP_NUM_THREADS`` (``skmld._engine``).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_configure(config):
+    _share_the_cores()
     try:
         import tensorflow as tf
     except ImportError:  # the data layer's tests need no TensorFlow
@@ -42,6 +56,23 @@ def pytest_runtest_setup(item):
     if "tensorflow" in sys.modules:
         sys.modules["tensorflow"].config.run_functions_eagerly(
             not ALL_TRACED and item.get_closest_marker("traced") is None)
+
+
+@contextmanager
+def eagerly():
+    """TensorFlow functions run eagerly inside (unless every test is traced), whatever the test's marker.
+
+    The shared models are fitted this way: a tiny fit costs about half as much
+    eagerly, and a traced test that uses them still predicts traced.
+    """
+    import tensorflow as tf
+
+    was = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(not ALL_TRACED)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(was)
 
 
 # -- shared tiny fitted models (built once per test process) -----------------------
@@ -71,7 +102,8 @@ def micro_pipe(micro_X):
     from skmld import MicroDynamicsEstimator, PatchTokenizer
 
     est = MicroDynamicsEstimator(decoupled_epochs=1, coupled_epochs=1, **TINY)
-    return Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+    with eagerly():
+        return Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +114,8 @@ def meso_pipe(micro_pipe, meso_X):
 
     tokens = PatchTokenizer(patch_size=micro_pipe["tokens"].token_shape_, ranges=micro_pipe["tokens"].ranges_)
     est = MesoDynamicsEstimator(micro_pipe["micro"], epochs=1, horizons=(1,), batch_size=8, random_state=0)
-    return Pipeline([("tokens", tokens), ("meso", est)]).fit(meso_X)
+    with eagerly():
+        return Pipeline([("tokens", tokens), ("meso", est)]).fit(meso_X)
 
 
 @pytest.fixture

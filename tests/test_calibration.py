@@ -53,6 +53,11 @@ def test_fit_variance_map_coverage_matches_variance_and_2sigma_on_heavy_tails():
         fit_variance_map_coverage(np.array([]), np.array([]))
 
 
+# Trajectory ensembles run ~20x faster traced than eagerly once traced (tests/conftest.py): the
+# tests of the calibrated ensemble run traced, and share its traces.
+ENSEMBLES = pytest.mark.traced
+
+
 @pytest.fixture(scope="module")
 def held_out(micro_pipe):
     from skmld.datasets import make_pore_collapse
@@ -70,6 +75,7 @@ def _nll(residual, var):
     return float(np.mean(np.log(var) + residual**2 / var))
 
 
+@ENSEMBLES
 def test_prefit_maps_the_ensemble_spread(micro_pipe, held_out, prefit):
     est = micro_pipe["micro"]
     assert prefit.estimator_ is est
@@ -87,6 +93,7 @@ def test_prefit_maps_the_ensemble_spread(micro_pipe, held_out, prefit):
     assert longer.sizes["time"] == n_times + 2
 
 
+@ENSEMBLES
 def test_prefit_calibration_lowers_the_likelihood_loss_on_its_data(micro_pipe, held_out, prefit):
     """The fitted map is optimal on the data it was fitted on, so no worse than the identity map there."""
     est = micro_pipe["micro"]
@@ -128,6 +135,7 @@ def test_pinned_pixels_are_left_out(held_out):
     assert (cal.n_calibration_pixels_[fields.index("temperature")] == n_pixels).all()
 
 
+@ENSEMBLES
 def test_predict_draws_within_bounds(prefit, held_out):
     draws = prefit.predict_draws(held_out, n_draws=3, random_state=0)
     assert draws.dims == ("draw",) + held_out.dims
@@ -137,6 +145,7 @@ def test_predict_draws_within_bounds(prefit, held_out):
     assert mu.min() >= -1e-6 and mu.max() <= 1 + 1e-6
 
 
+@ENSEMBLES
 def test_clone_pickle_and_pipeline(micro_pipe, held_out, prefit, micro_X):
     twin = clone(prefit)
     assert twin.estimator is prefit.estimator and not hasattr(twin, "scale_")

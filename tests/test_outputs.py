@@ -13,6 +13,11 @@ from skmld.datasets import make_pore_collapse
 from skmld.outputs import predict_fields
 
 
+# Trajectory ensembles run ~20x faster traced than eagerly once traced (tests/conftest.py): the
+# tests that draw them run traced, and share their traces.
+ENSEMBLES = pytest.mark.traced
+
+
 def stitched(tokens: xr.DataArray) -> np.ndarray:
     """Tokens of an unpadded grid as ``(sample, time, field, y, x)``, by hand."""
     S, T, F, ty, tx, py, px = tokens.transpose("sample", "time", "field", "token_y", "token_x", "patch_y",
@@ -33,6 +38,7 @@ def calibrated(meso_pipe):
     return Pipeline([("tokens", tok), ("meso", cal)])
 
 
+@ENSEMBLES
 def test_mean_and_std_in_physical_units(meso_pipe, meso_X):
     tok = meso_pipe["tokens"]
     out = predict_fields(meso_pipe, meso_X, return_std=True)
@@ -47,6 +53,7 @@ def test_mean_and_std_in_physical_units(meso_pipe, meso_X):
     assert (out["std"].values > 0).any()
 
 
+@ENSEMBLES
 def test_intervals_and_draws(meso_pipe, meso_X):
     tok = meso_pipe["tokens"]
     levels = [0.6827, 0.9545]  # about ±1σ and ±2σ
@@ -77,6 +84,7 @@ def test_intervals_and_draws(meso_pipe, meso_X):
                                   as_fields(tok.inverse_transform(draws.isel(draw=2))).values)
 
 
+@ENSEMBLES
 def test_calibrated_last_step(calibrated, meso_X):
     tok, cal = calibrated["tokens"], calibrated["meso"]
     out = predict_fields(calibrated, meso_X, return_std=True, n_draws=2, random_state=0)
