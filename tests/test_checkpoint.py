@@ -22,8 +22,9 @@ from skmld import (
 )
 from skmld._trainer import Trainer
 
-PARAMS = {"filters": 2, "dynamics_filters": 2, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 3,
-          "coupled_epochs": 1, "batch_size": 4, "random_state": 0}
+# Batches of 8: three per epoch. The in-process fits run eagerly, where each step costs ~1 s.
+PARAMS = {"filters": 2, "dynamics_filters": 2, "horizons": (1,), "vae_epochs": 1, "decoupled_epochs": 2,
+          "coupled_epochs": 1, "batch_size": 8, "random_state": 0}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def test_resume_after_sigkill_equals_uninterrupted_fit(tokens, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 600
-        # Kill once the decoupled stage (stage 1) has completed an epoch: mid-stage, two epochs to go.
+        # Kill once the decoupled stage (stage 1) has completed an epoch: mid-stage, an epoch and the
+        # coupled stage (whose tracing alone takes seconds) to go.
         while (pos := _position(ckpt)) is None or pos[0] < 1:
             assert child.poll() is None, "the fit ended before it could be interrupted"
             assert time.monotonic() < deadline

@@ -116,8 +116,10 @@ def test_multi_worker_example_on_localhost(tmp_path):
     assert (tmp_path / "model.skmld").exists()
 
 
-def _out_of_core(tmp_path, copies, *options) -> tuple[dict, dict]:
-    """examples/out_of_core.py's small and big runs (5.25 MiB per copy in float64, one token per sample); the cap."""
+def _out_of_core(tmp_path, *options) -> tuple[dict, dict]:
+    """examples/out_of_core.py's small and big runs (5.25 MiB per copy of 4 samples in float64, one token per
+    sample) on a 105 MiB store; the cap."""
+    copies = 20
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "out_of_core.py"), "--out", str(tmp_path),
                            "--copies", str(copies), "--dtype", "float64", "--patch-size", "0", "--decoupled-epochs", "0",
                            "--batch-size", "8", "--group-mib", "4", *options],
@@ -147,21 +149,21 @@ def test_out_of_core_fit_on_data_several_times_larger_than_a_memory_cap(tmp_path
     samples: the small store's 8 samples make full batches, so its peak holds a
     whole batch's activations too. See docs/scaling.md.
     """
-    for run in _out_of_core(tmp_path, 20, "--no-predict"):
+    for run in _out_of_core(tmp_path, "--no-predict"):
         assert run["epochs"] == 2, run
 
 
 @pytest.mark.slow
 def test_out_of_core_score_and_predict_on_data_several_times_larger_than_a_memory_cap(tmp_path):
-    """A 210 MiB store scored and predicted (lazily, written chunk by chunk) under a cap of a third of it.
+    """A 105 MiB store scored and predicted (lazily, written chunk by chunk) under a cap of a third of it.
 
     The networks are built and not trained (``--epochs 0``): scoring and
     prediction stream the same blocks whatever the weights, and the fit has its
-    own test. The store is twice the fit's: dask computes as many blocks of 8
-    samples at once as it has threads (2 here, ≈ 40 MiB above the small run's
-    one block), a bounded cost that a third of 105 MiB would not leave room for.
+    own test. dask computes as many blocks of 8 samples at once as it has
+    threads (≈ 20 MiB each), a bounded cost: the small store holds 16 samples,
+    so that its run computes two blocks at once too.
     """
-    for run, samples in zip(_out_of_core(tmp_path, 40, "--epochs", "0"), (8, 160)):
+    for run, samples in zip(_out_of_core(tmp_path, "--epochs", "0", "--small-copies", "4"), (16, 80)):
         assert run["lazy_prediction"] and run["first_predictions_finite"], run
         assert run["predicted_samples"] == samples and run["epochs"] == 0 and np.isfinite(run["score"]), run
 
