@@ -50,6 +50,11 @@ def pytest_configure(config):
     tf.config.run_functions_eagerly(not ALL_TRACED)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Heavy tests (marked slow or traced) first, so that xdist's workers run out of work together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None and item.get_closest_marker("traced") is None)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     """Eager or traced for the whole test, its fixtures included (before any fixture is set up)."""
