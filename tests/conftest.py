@@ -10,7 +10,9 @@ counts, XLA, freed graphs) and the learning fits, whose hundred-odd steps run
 ~3x slower eagerly. Every test that starts a Python process of its own
 (determinism, SIGKILL, distribution, out-of-core, loky workers, fresh-process
 pickles) runs traced there, so the graph path is exercised end to end.
-``SKMLD_TESTS_TRACED=1`` runs every test traced.
+``SKMLD_TESTS_TRACED=1`` runs every test traced. The shared models are fitted
+eagerly whatever the test that first asks for them (``eagerly``). Each xdist
+worker sizes TensorFlow to its share of the cores, and heavy tests run first.
 
 Grappler's graph rewrites are off: they change no results beyond float
 rounding but cost seconds per trace.
