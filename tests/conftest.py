@@ -6,8 +6,9 @@ fit of one batch per stage costs about 27 s traced and 15 s eager on the
 each training step and rollout is traced for one or two calls. So the tests
 run TensorFlow's functions eagerly (``tf.config.run_functions_eagerly``).
 Tests marked ``traced`` run traced: those that check tracing itself (trace
-counts, XLA, freed graphs) and the learning fits, whose hundred-odd steps run
-~3x slower eagerly. Every test that starts a Python process of its own
+counts, XLA, freed graphs), the learning fits, whose hundred-odd steps run
+~3x slower eagerly, and the tests that draw many trajectory ensembles from
+one shared model (~20x faster traced once traced). Every test that starts a Python process of its own
 (determinism, SIGKILL, distribution, out-of-core, loky workers, fresh-process
 pickles) runs traced there, so the graph path is exercised end to end.
 ``SKMLD_TESTS_TRACED=1`` runs every test traced. The shared models are fitted
