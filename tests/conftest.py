@@ -40,7 +40,9 @@ def _share_the_cores():
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        import joblib  # its count of the cores, as its own workers use: CPU quotas and affinity included
+
+        os.environ["OMP_NUM_THREADS"] = str(max(1, joblib.cpu_count() // workers))
 
 
 def pytest_configure(config):
