@@ -45,8 +45,8 @@ def test_predict_tokens_layout(micro_pipe, micro_X):
     assert np.isfinite(pred.values).all()
 
 
-def test_plain_fields_one_token_per_sample(micro_X):
-    tokens = PatchTokenizer().fit_transform(micro_X)
+def test_plain_fields_one_token_per_sample(micro_T_only):
+    tokens = PatchTokenizer().fit_transform(micro_T_only)
     plain = xr.DataArray(tokens.isel(token_y=0, token_x=0).values, dims=("sample", "time", "field", "y", "x"),
                          coords={"sample": tokens["sample"], "time": tokens["time"], "field": tokens["field"]})
     # A VAE and a dynamics stage, each validated; the decoupled stage would add nothing here.
@@ -59,7 +59,7 @@ def test_plain_fields_one_token_per_sample(micro_X):
     # Unscaled physical fields are accepted but warned about.
     with pytest.warns(UserWarning, match="outside \\[0, 1\\]"):
         MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "decoupled_epochs": 0, "coupled_epochs": 0}).fit(
-            as_fields(micro_X).isel(x=slice(0, 32)))
+            as_fields(micro_T_only).isel(x=slice(0, 32)))
 
 
 # -- learning ----------------------------------------------------------------------------
@@ -253,8 +253,8 @@ def test_nan_in_tokens_is_named(micro_pipe, micro_X):
         micro_pipe["micro"].predict(tokens)
 
 
-def test_divergence_keeps_last_good_weights(micro_pipe, micro_X):
-    tokens = micro_pipe["tokens"].transform(micro_X)
+def test_divergence_keeps_last_good_weights(micro_T_only):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_T_only)
     est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 2, "learning_rate": 1e30})
     with pytest.raises(DivergenceError, match="stage 'vae', horizon 0, epoch") as info:
         est.fit(tokens)
@@ -271,8 +271,8 @@ def test_pickle_round_trip_in_fresh_process(micro_pipe, micro_X, predict_in_fres
 
 
 
-def test_restore_on_divergence_retries_with_halved_rate(micro_pipe, micro_X, caplog):
-    tokens = micro_pipe["tokens"].transform(micro_X)
+def test_restore_on_divergence_retries_with_halved_rate(micro_T_only, caplog):
+    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_T_only)
     est = MicroDynamicsEstimator(**{**TINY, "learning_rate": 1e30, "on_divergence": "restore"})
     with caplog.at_level("WARNING", logger="skmld"), pytest.raises(DivergenceError):
         est.fit(tokens)
@@ -303,21 +303,21 @@ def test_mixed_bfloat16_on_cpu(micro_pipe, micro_X):
 
 
 # XLA compiles each training step for tens of seconds: the VAE step (with the rollouts) and the
-# dynamics step are compiled in two tests, which can run side by side.
+# dynamics step are compiled in two tests, which can run side by side, for one field.
 @pytest.mark.traced
-def test_xla_vae_training_step_and_rollout(micro_X):
+def test_xla_vae_training_step_and_rollout(micro_T_only):
     est = MicroDynamicsEstimator(**{**TINY, "decoupled_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
-    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_X)
+    pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)]).fit(micro_T_only)
     assert [r["stage"] for r in est.history_] == ["vae"] and np.isfinite(est.history_[0]["loss"])
-    mean, std = pipe["micro"].predict(pipe["tokens"].transform(micro_X), n_steps=5, return_std=True, n_draws=2)
+    mean, std = pipe["micro"].predict(pipe["tokens"].transform(micro_T_only), n_steps=5, return_std=True, n_draws=2)
     assert mean.sizes["time"] == 6 and np.isfinite(mean.values).all() and (std.values > 0).any()
 
 
 @pytest.mark.traced
-def test_xla_dynamics_training_step(micro_X):
+def test_xla_dynamics_training_step(micro_T_only):
     est = MicroDynamicsEstimator(**{**TINY, "vae_epochs": 0, "coupled_epochs": 0, "jit_compile": True})
     with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch
-        est.fit(PatchTokenizer(patch_size=32).fit_transform(micro_X))
+        est.fit(PatchTokenizer(patch_size=32).fit_transform(micro_T_only))
     assert [r["stage"] for r in est.history_] == ["decoupled"] and np.isfinite(est.history_[0]["loss"])
 
 
@@ -346,7 +346,7 @@ def _xla_compiles_bf16_unet_gradients() -> bool:
 
 
 @pytest.mark.traced
-def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
+def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_T_only):
     # XLA's CPU backend (TensorFlow 2.21) cannot compile the U-Nets' bf16 max-pool gradients: where a
     # probe of that op fails, the fit must say which parameters to change, not fail with an XLA dump;
     # where it compiles, the fit must succeed.
@@ -354,17 +354,17 @@ def test_xla_with_bfloat16_fits_or_names_the_limitation(micro_X):
     pipe = Pipeline([("tokens", PatchTokenizer(patch_size=32)), ("micro", est)])
     if _xla_compiles_bf16_unet_gradients():
         with pytest.warns(UserWarning, match="not clearly better"):  # no VAE epoch
-            pipe.fit(micro_X)
+            pipe.fit(micro_T_only)
         assert [r["stage"] for r in est.history_] == ["decoupled", "coupled"]
-        assert np.isfinite(pipe.predict(micro_X).values).all()
+        assert np.isfinite(pipe.predict(micro_T_only).values).all()
     else:
         with pytest.raises(ValueError, match=r"jit_compile=True with precision='mixed_bfloat16'.* decoupled "
                                              r"training step .*MaxPoolGrad.*Use jit_compile=False"):
-            pipe.fit(micro_X)
+            pipe.fit(micro_T_only)
 
 
-def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch):
-    # 6 tokens: 24 frames (batches 8, 8, 8), then 18 windows (8, 8, 2) per epoch, in chunks of 3 rows;
+def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_T_only, monkeypatch):
+    # One field. 6 tokens: 24 frames (batches 8, 8, 8), then 18 windows (8, 8, 2) per epoch, in chunks of 3 rows;
     # Adam steps between the batches, so later batches see the updates of earlier ones.
     chunks = []
     original = _engine._chunked
@@ -377,7 +377,7 @@ def test_gradient_chunk_size_gives_the_fit_of_whole_batches(micro_X, monkeypatch
     # The calibrated VAE loss estimates its pixel variance on each chunk's rows (documented), so
     # the equivalence holds for the summed squared error.
     params = {**TINY, "decoupled_epochs": 0, "dropout": 0.0, "vae_loss": "sse"}
-    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_X)
+    tokens = PatchTokenizer(patch_size=32).fit_transform(micro_T_only)
     whole = MicroDynamicsEstimator(**params).fit(tokens)
     assert chunks == []
     chunked = MicroDynamicsEstimator(**params, gradient_chunk_size=3).fit(tokens)
