@@ -33,7 +33,7 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def launch(n_workers: int, out: Path, timeout: float, verbose: bool = False) -> int:
+def launch(n_workers: int, out: Path, timeout: float, verbose: bool = False, fields: list | None = None) -> int:
     """Start ``n_workers`` copies of this script on localhost and wait for them."""
     ports = free_ports(n_workers)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -41,6 +41,7 @@ def launch(n_workers: int, out: Path, timeout: float, verbose: bool = False) -> 
     for i in range(n_workers):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         args = [sys.executable, __file__, "--out", str(out)] + (["--verbose"] if verbose else [])
+        args += ["--fields", *fields] if fields else []
         procs.append(subprocess.Popen(args, env=env))
     try:
         codes = [p.wait(timeout=timeout) for p in procs]
@@ -51,7 +52,7 @@ def launch(n_workers: int, out: Path, timeout: float, verbose: bool = False) -> 
     return max(codes)
 
 
-def work(out: Path, verbose: bool = False) -> None:
+def work(out: Path, verbose: bool = False, fields: list | None = None) -> None:
     """One worker: the same code runs on every machine of the cluster."""
     import numpy as np
     import tensorflow as tf
@@ -63,6 +64,7 @@ def work(out: Path, verbose: bool = False) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     index = strategy.cluster_resolver.task_id
     X = make_pore_collapse("micro", 3, shape=(32, 64), n_steps=4, random_state=0)
+    X = X[fields] if fields else X
     tokens = PatchTokenizer(patch_size=32).fit_transform(X)
     est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, dropout=0.0, horizons=(1,), vae_epochs=1,
                                  decoupled_epochs=0, coupled_epochs=1, batch_size=4, random_state=0,
@@ -82,10 +84,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("multi_worker_out"))
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the workers")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
+    parser.add_argument("--fields", nargs="+", metavar="NAME",
+                        help="train on these fields only (default: temperature, pressure and microstructure)")
     args = parser.parse_args(argv)
     if args.launch:
-        return launch(args.launch, args.out, args.timeout, args.verbose)
-    work(args.out, args.verbose)
+        return launch(args.launch, args.out, args.timeout, args.verbose, args.fields)
+    work(args.out, args.verbose, args.fields)
     return 0
 
 
