@@ -55,7 +55,7 @@ def write_store(path: Path, copies: int, dtype: str = "float32") -> Path:
 
 
 def fit_score_predict(path: Path, group_bytes: int, batch_size: int, patch_size: int | None = 32, decoupled_epochs: int = 1,
-                      epochs: int = 1, predict: bool = True, filters: int = 2) -> dict:
+                      epochs: int = 1, predict: bool = True) -> dict:
     """The out-of-core workflow on one store; its figures.
 
     ``epochs`` per stage (0: the networks are built and the latent range
@@ -71,7 +71,7 @@ def fit_score_predict(path: Path, group_bytes: int, batch_size: int, patch_size:
     X = open_fields(path)  # lazy: dask arrays over the store's chunks
     tokens = PatchTokenizer(patch_size=patch_size).fit(X)
     T = tokens.transform(X)
-    est = MicroDynamicsEstimator(filters=filters, dynamics_filters=2, horizons=(1,), vae_epochs=epochs,
+    est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=epochs,
                                  decoupled_epochs=decoupled_epochs * epochs, coupled_epochs=epochs,
                                  batch_size=batch_size, random_state=0).fit(T)
     figures = {"data_mib": X.nbytes / 2**20, "epochs": len(est.history_)}
@@ -101,15 +101,12 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1,
                         help="epochs per stage; 0 builds the networks only, to measure scoring and prediction alone")
     parser.add_argument("--no-predict", action="store_true", help="stop after the fit (to measure the fit alone)")
-    parser.add_argument("--filters", type=int, default=2,
-                        help="the VAEs' width (1 computes the same data path in about two thirds of the time)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     small_store = write_store(args.out / "small.zarr", args.small_copies, args.dtype)
     big_store = write_store(args.out / "big.zarr", args.copies, args.dtype)
     settings = dict(group_bytes=int(args.group_mib * 2**20), batch_size=args.batch_size, patch_size=args.patch_size or None,
-                    decoupled_epochs=args.decoupled_epochs, epochs=args.epochs, predict=not args.no_predict,
-                    filters=args.filters)
+                    decoupled_epochs=args.decoupled_epochs, epochs=args.epochs, predict=not args.no_predict)
     # Each run in a fresh process: both pay the same fixed costs (TensorFlow, dask,
     # traced networks, thread pools) and neither inherits the other's memory.
     small, big = (in_fresh_process(fit_score_predict, store, **settings) for store in (small_store, big_store))

@@ -114,11 +114,11 @@ def test_multi_worker_example_on_localhost(tmp_path):
 
 def _out_of_core(tmp_path, *options) -> tuple[dict, dict]:
     """examples/out_of_core.py's small and big runs (5.25 MiB per copy of 4 samples in float64, one token per
-    sample, VAEs one filter wide) on a 105 MiB store; the cap."""
+    sample) on a 105 MiB store; the cap."""
     copies = 20
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "out_of_core.py"), "--out", str(tmp_path),
                            "--copies", str(copies), "--dtype", "float64", "--patch-size", "0", "--decoupled-epochs", "0",
-                           "--batch-size", "8", "--group-mib", "4", "--filters", "1", *options],
+                           "--batch-size", "8", "--group-mib", "4", *options],
                           capture_output=True, text=True, timeout=900, env=quiet_env(), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -141,9 +141,7 @@ def test_out_of_core_fit_on_data_several_times_larger_than_a_memory_cap(tmp_path
     reserves far more address space than it touches.) The store holds float64
     values, twice the bytes of the float32 the networks see, and each sample is
     one token: the same bytes for half the training of float32 32 × 32 tokens;
-    no decoupled epoch (the coupled stage reads the same windows); VAEs one
-    filter wide (the data path is the same; 108 s against 151 s for the big
-    store's fit at two filters). Batches of 8
+    no decoupled epoch (the coupled stage reads the same windows). Batches of 8
     samples: the small store's 8 samples make full batches, so its peak holds a
     whole batch's activations too. See docs/scaling.md.
     """
