@@ -1,8 +1,10 @@
 """Scaling out: tf.distribute replicas, several worker processes, data larger than memory, joblib workers.
 
 The TensorFlow runtime can be split into logical devices only before it
-starts, and a memory cap needs a process of its own: those tests run a child
-Python process.
+starts: those tests run a child Python process. Data larger than memory is
+checked by what the workflow holds of its input at once; the resident memory
+of a process on a store larger than a cap is a benchmark
+(``benchmarks/scaling.py --only cap``).
 """
 
 import json
@@ -10,6 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -112,57 +116,72 @@ def test_multi_worker_example_on_localhost(tmp_path):
     assert (tmp_path / "model.skmld").exists()
 
 
-def _out_of_core(tmp_path, *options) -> tuple[dict, dict]:
-    """examples/out_of_core.py's small and big runs (5.25 MiB per copy of 4 samples in float64, one token per
-    sample) on a 105 MiB store; the cap."""
-    copies = 20
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "out_of_core.py"), "--out", str(tmp_path),
-                           "--copies", str(copies), "--dtype", "float64", "--patch-size", "0", "--decoupled-epochs", "0",
-                           "--batch-size", "8", "--group-mib", "4", *options],
-                          capture_output=True, text=True, timeout=900, env=quiet_env(), check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    small, big = out["small"], out["big"]
-    # The cap: the small run's peak, where every fixed cost is paid, plus a third of the big store.
-    assert big["data_mib"] > 5 * copies - 1 and big["peak_mib"] < small["peak_mib"] + big["data_mib"] / 3, out
-    return small, big
+class _LiveBlocks:
+    """Blocks of a dask array tracked while they are alive: how many bytes of it were held at once."""
+
+    def __init__(self):
+        self.live = self.peak = 0
+        self._lock = threading.Lock()
+
+    def _add(self, nbytes: int) -> None:
+        with self._lock:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+
+    def track(self, block: np.ndarray) -> np.ndarray:
+        # A fresh array per block: released when nothing (no view, no list, no concatenation
+        # still waiting for its other blocks) refers to it any more.
+        out = np.array(block, copy=True)
+        self._add(out.nbytes)
+        weakref.finalize(out, self._add, -out.nbytes)
+        return out
+
+    def wrap(self, da):
+        """``da`` (a lazy DataArray) whose every computed block is tracked."""
+        return da.copy(data=da.data.map_blocks(self.track, dtype=da.dtype))
 
 
-@pytest.mark.slow
-def test_out_of_core_fit_on_data_several_times_larger_than_a_memory_cap(tmp_path):
-    """A 105 MiB Zarr store fits (one epoch per stage) under a cap of a third of it.
+def test_out_of_core_workflow_holds_a_bounded_part_of_the_tokens_at_once(tmp_path, monkeypatch):
+    """Fit (every stage), score and a chunk-by-chunk prediction of a lazy Zarr store hold a few blocks at once.
 
-    examples/out_of_core.py runs the workflow on an 8-sample store and on the
-    big one, each in a fresh process, so both pay every fixed cost
-    (TensorFlow, dask, traced networks, threads). The cap is the small run's
-    peak resident memory plus a budget of a third of the big store: holding
-    the store, or any copy of it, would break it. The kernel's own peak count
-    (``VmHWM``) checks it. (A hard ``RLIMIT_AS`` cannot impose it: TensorFlow
-    reserves far more address space than it touches.) The store holds float64
-    values, twice the bytes of the float32 the networks see, and each sample is
-    one token: the same bytes for half the training of float32 32 × 32 tokens;
-    no decoupled epoch (the coupled stage reads the same windows). Batches of 8
-    samples: the small store's 8 samples make full batches, so its peak holds a
-    whole batch's activations too. See docs/scaling.md.
+    Every block of the tokens the estimator reads is tracked from when dask
+    computes it until the last reference to it goes: what the workflow holds of
+    its input, exactly, whatever the allocator does. The fit may hold one group
+    of blocks shuffled together (``GROUP_BYTES``, two blocks here); scoring and
+    prediction the samples rolled out at once (8), under dask's synchronous
+    scheduler (with threads, one such block per thread). The control shows the
+    instrument sees a materialised array. The process's resident memory on a
+    store larger than a cap is measured by ``benchmarks/scaling.py --only
+    memory`` (docs/scaling.md).
     """
-    for run in _out_of_core(tmp_path, "--no-predict"):
-        assert run["epochs"] == 2, run
+    import dask
 
+    import skmld._data
+    from skmld import MicroDynamicsEstimator, PatchTokenizer, open_fields, write_fields
+    from skmld.datasets import make_pore_collapse
 
-@pytest.mark.slow
-def test_out_of_core_score_and_predict_on_data_several_times_larger_than_a_memory_cap(tmp_path):
-    """A 105 MiB store scored and predicted (lazily, written chunk by chunk) under a cap of a third of it.
+    X = make_pore_collapse("micro", 24, shape=(32, 32), n_steps=4, random_state=0)[["temperature"]]
+    write_fields(X.chunk({"sample": 1}), tmp_path / "store.zarr")
+    X = open_fields(tmp_path / "store.zarr")
+    tokens = PatchTokenizer(patch_size=None).fit(X)
+    T = tokens.transform(X)
+    sample_bytes = T.nbytes // T.sizes["sample"]  # one dask block
+    monkeypatch.setattr(skmld._data, "GROUP_BYTES", 2 * sample_bytes)
 
-    The networks are built and not trained (``--epochs 0``): scoring and
-    prediction stream the same blocks whatever the weights, and the fit has its
-    own test. dask computes as many blocks of 8 samples at once as it has
-    threads and may hold one more finished block until it is written (≈ 10 MiB
-    each), a bounded cost: the small store holds 24 samples, so that its run
-    holds as many blocks at once as the big run.
-    """
-    for run, samples in zip(_out_of_core(tmp_path, "--epochs", "0", "--small-copies", "6"), (24, 80)):
-        assert run["lazy_prediction"] and run["first_predictions_finite"], run
-        assert run["predicted_samples"] == samples and run["epochs"] == 0 and np.isfinite(run["score"]), run
+    control = _LiveBlocks()
+    np.asarray(control.wrap(T))
+    assert control.peak == T.nbytes  # a materialised store: every block held at once
+
+    live = _LiveBlocks()
+    est = MicroDynamicsEstimator(filters=2, dynamics_filters=2, horizons=(1,), vae_epochs=1, decoupled_epochs=1,
+                                 coupled_epochs=1, batch_size=8, random_state=0).fit(live.wrap(T))
+    assert [r["stage"] for r in est.history_] == ["vae", "decoupled", "coupled"]
+    assert 0 < live.peak <= 2 * sample_bytes, live.peak / sample_bytes
+    with dask.config.set(scheduler="synchronous"):
+        assert np.isfinite(est.score(live.wrap(T)))
+        write_fields(tokens.inverse_transform(est.predict(live.wrap(T))), tmp_path / "pred.zarr")
+    assert open_fields(tmp_path / "pred.zarr").sizes["sample"] == 24
+    assert live.peak <= 8 * sample_bytes == T.nbytes / 3, live.peak / sample_bytes
 
 
 def _intra_op_threads(estimator, X, y=None):
