@@ -17,7 +17,11 @@ def plot_history(
     *,
     path: str | os.PathLike | None = None,
 ) -> Figure:
-    """Every loss term of a training history, one panel per term, log-scale y.
+    """Every loss term of a training history, one panel per term.
+
+    A panel's y axis is logarithmic where its losses span a decade or more,
+    linear where they stay within one (a log axis would show no labelled power
+    of ten there), and symmetric-log where a loss is zero or negative.
 
     Epochs run along x in training order; stages have their own colours and a
     dotted vertical line marks the start of every (stage, horizon) segment, so
@@ -93,7 +97,7 @@ def plot_history(
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True).ravel()
     bounds = [start for start, _ in segments] + [len(history)]
     for ax, term in zip(axes, terms):
-        positive = True
+        positive, values = True, []
         series = groups[term] or [(term, None)]
         for n, (name, series_label) in enumerate(series):
             for key, style, suffix in ((name, "-", ""), (f"val_{name}", "--", " (val)")):
@@ -106,6 +110,7 @@ def plot_history(
                     stage = str(history[lo].get("stage", ""))
                     y = np.array([float(history[i][key]) for i in idx])
                     positive &= bool(np.all(y[np.isfinite(y)] > 0))
+                    values.append(y[np.isfinite(y)])
                     tag = stage if series_label is None else series_label
                     label = None if tag in labelled else f"{tag}{suffix}"
                     labelled.add(tag)
@@ -116,8 +121,12 @@ def plot_history(
                 ax.axvline(start - 0.5, color="0.6", ls=":", lw=0.8)
             ax.text(start - 0.4, 1.0, label.split()[-1], transform=ax.get_xaxis_transform(),
                     fontsize=6, color="0.4", va="bottom")
-        # A log axis cannot show zero or negative losses; symlog keeps them visible.
-        ax.set_yscale("log" if positive else "symlog")
+        # Losses spanning a decade or more on a log axis; a log axis cannot show zero or
+        # negative losses (symlog keeps them visible), and one within a decade has no
+        # labelled power of ten, only crowded minor labels: linear there.
+        finite = np.concatenate(values) if values else np.array([])
+        within_a_decade = finite.size > 0 and positive and finite.max() < 10 * finite.min()
+        ax.set_yscale("linear" if within_a_decade else "log" if positive else "symlog")
         ax.set_title(term, fontsize=9, pad=10)
         ax.set_xlabel("epoch (training order)", fontsize=8)
         ax.grid(alpha=0.3, which="both")
