@@ -55,7 +55,7 @@ PRESETS = {
     ),
     "tiny": DemoConfig(
         n_micro=4, n_meso_train=1, n_meso_test=1, micro_shape=(32, 32), meso_shape=(64, 64), n_steps=3,
-        filters=2, dynamics_filters=2, horizons=(1,),
+        filters=2, dynamics_filters=2, horizons=(1,), batch_size=16,
         # No decoupled stage: each training stage costs seconds of tracing, whatever the data size.
         vae_epochs=1, decoupled_epochs=0, coupled_epochs=1, meso_epochs=1, n_draws=2, n_micro_test=1,
         n_meso_calibration=1,
