@@ -56,8 +56,18 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Heavy tests (marked slow or traced) first, so that xdist's workers run out of work together."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None and item.get_closest_marker("traced") is None)
+    """Heavy tests (marked slow or traced) first, so that xdist's workers run out of work together.
+
+    The demo's tests come right after them: the demo is one Python thread of
+    eager Keras calls, slowed most by the subprocess tests, which start two
+    busy processes each; beside in-process tests it shares the cores evenly.
+    """
+    def order(item):
+        if item.path.name == "test_demo.py":
+            return 1
+        return 0 if item.get_closest_marker("slow") or item.get_closest_marker("traced") else 2
+
+    items.sort(key=order)
 
 
 @pytest.hookimpl(tryfirst=True)
