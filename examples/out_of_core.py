@@ -80,7 +80,7 @@ def fit_score_predict(path: Path, group_bytes: int, batch_size: int, patch_size:
         pred = tokens.inverse_transform(est.predict(T))  # lazy: each block is rolled out when written
         write_fields(pred, f"{path}.pred.zarr")
         back = open_fields(f"{path}.pred.zarr")
-        figures.update(lazy_prediction=pred.chunks is not None, predicted_samples=back.sizes["sample"],
+        figures.update(lazy_prediction=bool(pred.chunks), predicted_samples=back.sizes["sample"],
                        first_predictions_finite=bool(np.isfinite(back.isel(sample=slice(0, 8)).values).all()))
     return {**figures, "peak_mib": resident_mib("VmHWM"), "seconds": time.perf_counter() - start}
 
