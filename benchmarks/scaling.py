@@ -102,12 +102,16 @@ def cap_check(tmp: str) -> dict:
     out = {}
     for name, options in CAP_RUNS.items():
         run = child(None, "--out", os.path.join(tmp, name), *CAP, *options)
-        cap = run["small"]["peak_mib"] + run["big"]["data_mib"] / 3
         # The workflow did what it says: both stages trained, or every sample scored and predicted lazily.
-        done = all(r["epochs"] == 2 for r in (run["small"], run["big"])) if name == "fit" else all(
-            r["lazy_prediction"] and r["first_predictions_finite"] and r["epochs"] == 0 and math.isfinite(r["score"])
-            for r in (run["small"], run["big"])) and run["big"]["predicted_samples"] == 80
-        out[name] = {**run, "cap_mib": cap, "within": run["big"]["peak_mib"] < cap and done}
+        small, big = run["small"], run["big"]
+        if name == "fit":
+            done = small["epochs"] == big["epochs"] == 2
+        else:
+            done = all(r["lazy_prediction"] and r["first_predictions_finite"] and r["epochs"] == 0
+                       and math.isfinite(r["score"]) for r in (small, big))
+            done = done and big["predicted_samples"] == 4 * CAP[CAP.index("--copies") + 1]
+        cap = small["peak_mib"] + big["data_mib"] / 3
+        out[name] = {**run, "cap_mib": cap, "within": big["peak_mib"] < cap and done}
     return out
 
 

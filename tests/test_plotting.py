@@ -124,9 +124,10 @@ def test_plot_history_png(tmp_path):
         "loss", "reconstruction", "kl", "edge", "latent_mean", "latent_log_var"
     ]
     # Log where a panel's losses span a decade or more (loss, reconstruction here), linear within one.
+    history = _history()
     for ax in visible:
         term = ax.get_title()
-        values = [r[k] for r in _history() for k in (term, f"val_{term}") if k in r]
+        values = [r[k] for r in history for k in (term, f"val_{term}") if k in r]
         assert ax.get_yscale() == ("log" if max(values) >= 10 * min(values) else "linear"), term
     assert {ax.get_title() for ax in visible if ax.get_yscale() == "log"} == {"loss", "reconstruction"}
     # 6 (stage, horizon) segments -> 6 boundaries in every panel, 3 stages coloured.

@@ -97,7 +97,7 @@ def plot_history(
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True).ravel()
     bounds = [start for start, _ in segments] + [len(history)]
     for ax, term in zip(axes, terms):
-        positive, values = True, []
+        values = []  # the panel's finite losses
         series = groups[term] or [(term, None)]
         for n, (name, series_label) in enumerate(series):
             for key, style, suffix in ((name, "-", ""), (f"val_{name}", "--", " (val)")):
@@ -109,7 +109,6 @@ def plot_history(
                         continue
                     stage = str(history[lo].get("stage", ""))
                     y = np.array([float(history[i][key]) for i in idx])
-                    positive &= bool(np.all(y[np.isfinite(y)] > 0))
                     values.append(y[np.isfinite(y)])
                     tag = stage if series_label is None else series_label
                     label = None if tag in labelled else f"{tag}{suffix}"
@@ -125,6 +124,7 @@ def plot_history(
         # negative losses (symlog keeps them visible), and one within a decade has no
         # labelled power of ten, only crowded minor labels: linear there.
         finite = np.concatenate(values) if values else np.array([])
+        positive = bool(np.all(finite > 0))
         within_a_decade = finite.size > 0 and positive and finite.max() < 10 * finite.min()
         ax.set_yscale("linear" if within_a_decade else "log" if positive else "symlog")
         ax.set_title(term, fontsize=9, pad=10)
